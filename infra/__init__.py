@@ -1,0 +1,1 @@
+"""Infrastructure: settings, Kafka/Postgres/MQTT plumbing, logging, metrics, launchers, CLI."""

@@ -1,0 +1,84 @@
+"""The topic catalog: every Kafka topic of the system with its key, partitions and retention.
+
+Topic names follow ``<area>.<dataset>.v<N>``; every topic has a dead-letter sibling
+``<name>.dlq`` carrying `MessageDeadLettered`. `bess topics` creates them all with these configs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from schemas.base import Payload
+from schemas.dead_letter import MessageDeadLettered
+from schemas.market import MarketIndicatorsUpdated, PriceTickReceived
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class Topic:
+    """One Kafka topic: name, record key, partitions, retention and the payloads it carries."""
+
+    name: str
+    key: str
+    partitions: int
+    payloads: tuple[type[Payload], ...]
+    description: str
+    retention_ms: int = -1
+    cleanup_policy: str = "delete"
+    extra_config: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.name}.dlq"
+
+    def config(self) -> dict[str, str]:
+        """Topic-level Kafka configs."""
+        return {
+            "cleanup.policy": self.cleanup_policy,
+            "retention.ms": str(self.retention_ms),
+            **self.extra_config,
+        }
+
+
+PRICE_TICKS = Topic(
+    name="market.price-ticks.v1",
+    key="market",
+    partitions=3,
+    payloads=(PriceTickReceived,),
+    description="Market prices per delivery period from files, ENTSO-E, aWATTar and venues.",
+)
+INDICATORS = Topic(
+    name="market.indicators.v1",
+    key="market",
+    partitions=3,
+    payloads=(MarketIndicatorsUpdated,),
+    description="Mark price, EMA and VWAP per market after each tick or trade.",
+)
+
+TOPICS: tuple[Topic, ...] = (PRICE_TICKS, INDICATORS)
+
+
+def dlq_topic(topic: Topic) -> Topic:
+    """The dead-letter sibling of `topic` (one partition, 30 days retention)."""
+    return Topic(
+        name=topic.dlq,
+        key="original topic:partition",
+        partitions=1,
+        payloads=(MessageDeadLettered,),
+        description=f"Messages of {topic.name} that could not be processed, with the reason.",
+        retention_ms=30 * DAY_MS,
+    )
+
+
+def all_topics() -> tuple[Topic, ...]:
+    """Every topic including the dead-letter topics."""
+    return TOPICS + tuple(dlq_topic(t) for t in TOPICS)
+
+
+def by_name(name: str) -> Topic:
+    """Look a topic up by name. Raises KeyError for an unknown name."""
+    for topic in all_topics():
+        if topic.name == name:
+            return topic
+    raise KeyError(name)

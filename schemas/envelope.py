@@ -1,0 +1,189 @@
+"""The envelope every message on every topic travels in, and its orjson codec.
+
+Wire format (JSON object, UTF-8)::
+
+    {"event_id": "<uuid>", "event_type": "PriceTickReceived", "schema_version": 1,
+     "occurred_at": "2023-01-15T00:00:00Z", "source": "gateway.market-data.file",
+     "correlation_id": "<uuid>|null", "causation_id": "<uuid>|null", "key": "EPEX_AT_DAY_AHEAD_60MIN",
+     "payload": {...}}
+
+The Kafka record key is `key` encoded as UTF-8; the headers `event_type` and `schema_version`
+repeat the envelope's so that consumers can route without parsing the value.
+
+Errors: `decode` raises `MessageDecodeError` (a `ValueError`) with a human-readable reason for
+bytes that are not JSON, not an envelope, of an unknown event type or with an invalid payload.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from schemas.base import Payload, UtcDatetime
+
+P = TypeVar("P", bound=Payload)
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class MessageDecodeError(ValueError):
+    """A message could not be decoded; `reason` says why (it goes to the dead-letter topic)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Envelope(BaseModel, Generic[P]):
+    """Metadata of one message plus its typed payload."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: uuid.UUID = Field(description="Unique id of this message; consumers deduplicate on it.")
+    event_type: str = Field(description="Payload type name, e.g. PriceTickReceived.")
+    schema_version: int = Field(ge=1, description="Version of the payload schema.")
+    occurred_at: UtcDatetime = Field(description="When the fact happened (event time), UTC.")
+    source: str = Field(description="Producer of the message, e.g. gateway.market-data.entsoe.")
+    correlation_id: uuid.UUID | None = Field(
+        default=None, description="Id shared by all messages of one business flow."
+    )
+    causation_id: uuid.UUID | None = Field(
+        default=None, description="event_id of the message that caused this one."
+    )
+    key: str = Field(description="Partition key (also the Kafka record key).")
+    payload: P
+
+
+class _Registry:
+    """Maps event_type to its payload class and upcasters (old version -> next version)."""
+
+    def __init__(self) -> None:
+        self.types: dict[str, type[Payload]] = {}
+        self.upcasters: dict[tuple[str, int], Upcaster] = {}
+
+    def register(self, cls: type[Payload]) -> type[Payload]:
+        existing = self.types.get(cls.event_type)
+        if existing is not None and existing is not cls:
+            raise ValueError(f"event type {cls.event_type} registered twice")
+        self.types[cls.event_type] = cls
+        return cls
+
+    def upcaster(self, event_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
+        def wrap(fn: Upcaster) -> Upcaster:
+            self.upcasters[(event_type, from_version)] = fn
+            return fn
+
+        return wrap
+
+
+REGISTRY = _Registry()
+
+
+def register(cls: type[P]) -> type[P]:
+    """Class decorator: make a payload type decodable."""
+    REGISTRY.register(cls)
+    return cls
+
+
+def new_envelope(
+    payload: P,
+    *,
+    occurred_at: datetime,
+    source: str,
+    event_id: uuid.UUID | None = None,
+    correlation_id: uuid.UUID | None = None,
+    causation_id: uuid.UUID | None = None,
+    key: str | None = None,
+) -> Envelope[P]:
+    """Wrap `payload`; the key defaults to `payload.partition_key()`, the id to a random UUID4."""
+    return Envelope[type(payload)](  # type: ignore[misc]
+        event_id=event_id or uuid.uuid4(),
+        event_type=payload.event_type,
+        schema_version=payload.schema_version,
+        occurred_at=occurred_at,
+        source=source,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        key=key if key is not None else payload.partition_key(),
+        payload=payload,
+    )
+
+
+def caused_by(
+    parent: Envelope[Any], payload: P, *, source: str, occurred_at: datetime | None = None
+) -> Envelope[P]:
+    """A follow-up message: same correlation id, causation = the parent's event id."""
+    return new_envelope(
+        payload,
+        occurred_at=occurred_at or parent.occurred_at,
+        source=source,
+        correlation_id=parent.correlation_id or parent.event_id,
+        causation_id=parent.event_id,
+    )
+
+
+def encode(envelope: Envelope[Any]) -> bytes:
+    """Serialise an envelope to JSON bytes (orjson)."""
+    return orjson.dumps(envelope.model_dump(mode="json"))
+
+
+def headers(envelope: Envelope[Any]) -> list[tuple[str, bytes]]:
+    """Kafka record headers for `envelope`."""
+    return [
+        ("event_type", envelope.event_type.encode()),
+        ("schema_version", str(envelope.schema_version).encode()),
+    ]
+
+
+_HEADER_FIELDS = ("event_id", "event_type", "schema_version", "occurred_at", "source", "key")
+
+
+def decode(data: bytes | str) -> Envelope[Any]:
+    """Parse bytes into an `Envelope` with a typed, upcast payload.
+
+    Raises:
+        MessageDecodeError: not JSON, not an object, missing envelope fields, unknown event type,
+            a schema version newer than this code knows, or a payload that fails validation.
+    """
+    try:
+        raw = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise MessageDecodeError(f"not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise MessageDecodeError(f"envelope must be a JSON object, got {type(raw).__name__}")
+    missing = [f for f in (*_HEADER_FIELDS, "payload") if f not in raw]
+    if missing:
+        raise MessageDecodeError(f"envelope misses field(s): {', '.join(missing)}")
+    event_type = raw["event_type"]
+    cls = REGISTRY.types.get(event_type) if isinstance(event_type, str) else None
+    if cls is None:
+        raise MessageDecodeError(f"unknown event_type {event_type!r}")
+    version = raw["schema_version"]
+    if not isinstance(version, int) or version < 1:
+        raise MessageDecodeError(f"schema_version must be a positive integer, got {version!r}")
+    if version > cls.schema_version:
+        raise MessageDecodeError(
+            f"{event_type} schema_version {version} is newer than supported {cls.schema_version}"
+        )
+    payload = raw["payload"]
+    if not isinstance(payload, dict):
+        raise MessageDecodeError("payload must be a JSON object")
+    while version < cls.schema_version:
+        upcast = REGISTRY.upcasters.get((event_type, version))
+        if upcast is None:
+            raise MessageDecodeError(f"no upcaster for {event_type} v{version}")
+        payload = upcast(payload)
+        version += 1
+    raw = {**raw, "payload": payload, "schema_version": version}
+    try:
+        return Envelope[cls].model_validate(raw)  # type: ignore[valid-type]
+    except ValidationError as exc:
+        errors = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise MessageDecodeError(f"invalid {event_type}: {errors}") from None

@@ -1,0 +1,1 @@
+"""Thin FastAPI query layer over the Postgres projections."""

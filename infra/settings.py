@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +58,10 @@ class Settings(BaseSettings):
     replay_backfill_hours: int = Field(
         default=168, description="Hours before replay_start published at once (history for charts)."
     )
-    entsoe_token: SecretStr | None = Field(default=None, description="ENTSO-E API security token.")
+    entsoe_token: SecretStr | None = Field(
+        default=None, description="ENTSO-E API security token.",
+        validation_alias=AliasChoices("BESS_ENTSOE_TOKEN", "ENTSO_E_TOKEN"),
+    )
     entsoe_url: str = "https://web-api.tp.entsoe.eu/api"
     awattar_url_at: str = "https://api.awattar.at/v1/marketdata"
     awattar_url_de: str = "https://api.awattar.de/v1/marketdata"

@@ -1,0 +1,1 @@
+"""Postgres read models, idempotent and rebuildable from the Kafka log."""

@@ -1,0 +1,1 @@
+"""Stream processors: thin faust-streaming agents wiring topics to the pure domain."""

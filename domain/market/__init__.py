@@ -1,0 +1,1 @@
+"""Market area: price indicators (mark price, EMA, VWAP)."""

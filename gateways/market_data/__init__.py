@@ -1,0 +1,1 @@
+"""Market data gateways: ENTSO-E, aWATTar and price-file adapters producing PriceTickReceived."""

@@ -1,0 +1,205 @@
+"""The `bess` command: run the stack, single services, topic and projection maintenance."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from infra.logging import configure_logging, get_logger
+from infra.settings import get_settings
+
+app = typer.Typer(help="Event-sourced BESS trading and dispatch backend.", no_args_is_help=True)
+topics_app = typer.Typer(help="Kafka topics of the catalog.", no_args_is_help=True)
+schemas_app = typer.Typer(help="Event contracts.", no_args_is_help=True)
+projections_app = typer.Typer(help="Postgres read models.", no_args_is_help=True)
+gateway_app = typer.Typer(help="Edges: market data, telemetry.", no_args_is_help=True)
+kafka_app = typer.Typer(help="The embedded Apache Kafka.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(projections_app, name="projections")
+app.add_typer(gateway_app, name="gateway")
+app.add_typer(kafka_app, name="kafka")
+
+WORKERS = ("indicators",)
+
+
+def _setup() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+
+
+@app.command()
+def up(replay: Annotated[bool, typer.Option(help="Replay the shipped real prices.")] = True) -> None:
+    """Start everything on this machine (embedded Kafka, Postgres, Mosquitto unless external)."""
+    from infra.local.stack import supervise
+
+    _setup()
+    asyncio.run(supervise(get_settings(), replay=replay))
+
+
+@app.command()
+def services(
+    action: Annotated[str, typer.Argument(help="start: start the embedded infrastructure and wait")]
+    = "start",
+) -> None:
+    """Run only the embedded infrastructure (Kafka, Postgres, Mosquitto) until Ctrl-C."""
+    import signal
+    import threading
+
+    from infra.kafka_io import ensure_topics
+    from infra.local.stack import start_infra
+
+    _setup()
+    settings = get_settings()
+    infra = start_infra(settings)
+    asyncio.run(ensure_topics(settings.bootstrap))
+    typer.echo(" ".join(f"{k}={v}" for k, v in infra.env.items()))
+    done = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    done.wait()
+    infra.stop()
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create every catalog topic (and its .dlq) that does not exist yet."""
+    from infra.kafka_io import ensure_topics
+
+    _setup()
+    created = asyncio.run(ensure_topics(get_settings().bootstrap))
+    typer.echo(f"created {len(created)} topic(s): {', '.join(created) or '-'}")
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """Print the topic catalog."""
+    from schemas.catalog import all_topics
+
+    for t in all_topics():
+        payloads = ",".join(p.event_type for p in t.payloads)
+        typer.echo(f"{t.name:32} key={t.key:28} partitions={t.partitions} "
+                   f"retention_ms={t.retention_ms} payloads={payloads}")
+
+
+@schemas_app.command("export")
+def schemas_export(out_dir: Annotated[Path, typer.Argument()] = Path("build/schemas")) -> None:
+    """Write JSON Schema for every message type and an AsyncAPI 3.0 document."""
+    from schemas.export import export
+
+    for path in export(out_dir):
+        typer.echo(str(path))
+
+
+@app.command()
+def worker(
+    name: Annotated[str, typer.Argument(help=f"one of {', '.join(WORKERS)}")],
+    web_port: Annotated[int | None, typer.Option(help="faust web port (serves /metrics)")] = None,
+) -> None:
+    """Run one stream processor (faust worker); scale by starting more (up to the partitions)."""
+    import faust
+
+    _setup()
+    settings = get_settings()
+    if name == "indicators":
+        from streams.indicators.app import create_app
+    else:
+        raise typer.BadParameter(f"unknown worker {name!r}; known: {', '.join(WORKERS)}")
+    faust_app = create_app(settings, web_port=web_port)
+    faust.Worker(faust_app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+
+
+@app.command()
+def projector(names: Annotated[list[str], typer.Argument(help="projection names or 'all'")]) -> None:
+    """Run projections (Kafka -> Postgres) until stopped."""
+    from projections.framework import ProjectionRunner
+    from projections.registry import projections
+
+    _setup()
+    settings = get_settings()
+    known = projections()
+    selected = list(known) if names == ["all"] else names
+    for n in selected:
+        if n not in known:
+            raise typer.BadParameter(f"unknown projection {n!r}; known: {', '.join(known)}")
+
+    async def main() -> None:
+        runners = [ProjectionRunner(known[n], settings.dsn, settings.bootstrap) for n in selected]
+        await asyncio.gather(*(r.run() for r in runners))
+
+    asyncio.run(main())
+
+
+@projections_app.command("list")
+def projections_list() -> None:
+    """Names, schemas and topics of the projections."""
+    from projections.registry import projections
+
+    for p in projections().values():
+        typer.echo(f"{p.name:16} schema={p.schema:16} topics={','.join(p.topics)}")
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(name: str) -> None:
+    """Replay a projection from the start of its topics into fresh tables and swap them in."""
+    from projections.framework import rebuild
+    from projections.registry import projections
+
+    _setup()
+    settings = get_settings()
+    known = projections()
+    if name not in known:
+        raise typer.BadParameter(f"unknown projection {name!r}; known: {', '.join(known)}")
+    replayed = asyncio.run(rebuild(known[name], settings.dsn, settings.bootstrap))
+    typer.echo(f"rebuilt {name}: {replayed} message(s) replayed")
+
+
+@gateway_app.command("market-data")
+def gateway_market_data(
+    source: Annotated[str, typer.Option(help="file | entsoe | awattar")] = "file",
+    zone: Annotated[list[str] | None, typer.Option(help="bidding zone(s) for entsoe/awattar")] = None,
+    interval_s: Annotated[float, typer.Option(help="poll interval, seconds")] = 300.0,
+    once: Annotated[bool, typer.Option(help="poll once and exit")] = False,
+) -> None:
+    """Publish price ticks: replay the shipped file, or poll ENTSO-E / aWATTar."""
+    from gateways.market_data.service import run_file, run_poller
+
+    _setup()
+    settings = get_settings()
+    log = get_logger("bess")
+    if source == "file":
+        n = asyncio.run(run_file(settings))
+    elif source in ("entsoe", "awattar"):
+        n = asyncio.run(run_poller(settings, source, zone or ["AT"], interval_s, once))
+    else:
+        raise typer.BadParameter(f"unknown source {source!r}")
+    log.info("market-data gateway finished", published=n)
+
+
+@app.command()
+def api() -> None:
+    """Serve the query API (uvicorn)."""
+    import uvicorn
+
+    from api.main import create_app
+
+    _setup()
+    settings = get_settings()
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
+                log_level=settings.log_level.lower())
+
+
+@kafka_app.command("fetch")
+def kafka_fetch() -> None:
+    """Download the pinned Apache Kafka jars from Maven Central (cached)."""
+    from infra.local.kafka import fetch_kafka
+
+    typer.echo(str(fetch_kafka()))
+
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -1,0 +1,71 @@
+"""Kafka plumbing over aiokafka: topic creation from the catalog, producers, dead letters."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from schemas.catalog import Topic, all_topics
+from schemas.dead_letter import MessageDeadLettered
+from schemas.envelope import Envelope, encode, headers, new_envelope
+
+
+async def ensure_topics(bootstrap: str, topics: tuple[Topic, ...] | None = None,
+                        replication_factor: int = 1) -> list[str]:
+    """Create the catalog's topics that do not exist yet; returns the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [t for t in (topics or all_topics()) if t.name not in existing]
+        created = []
+        for topic in wanted:
+            try:
+                await admin.create_topics([NewTopic(topic.name, topic.partitions, replication_factor,
+                                                    topic_configs=topic.config())])
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                continue
+        return created
+    finally:
+        await admin.close()
+
+
+def make_producer(bootstrap: str, **kwargs: Any) -> AIOKafkaProducer:
+    """An idempotent producer (acks=all), lz4-free so no native codec is needed."""
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all",
+                            linger_ms=kwargs.pop("linger_ms", 5), **kwargs)
+
+
+async def publish(producer: AIOKafkaProducer, topic: str, envelope: Envelope[Any]) -> Any:
+    """Send one envelope (key = envelope.key); returns the delivery future."""
+    return await producer.send(topic, encode(envelope), key=envelope.key.encode(),
+                               headers=headers(envelope))
+
+
+def dead_letter(*, topic: str, partition: int, offset: int, key: bytes | None, value: bytes,
+                error: str, processor: str, timestamp_ms: int | None = None) -> Envelope[MessageDeadLettered]:
+    """The envelope for a message `processor` could not handle (goes to ``<topic>.dlq``)."""
+    now = datetime.now(UTC)
+    payload = MessageDeadLettered(
+        original_topic=topic,
+        original_partition=partition,
+        original_offset=offset,
+        original_timestamp=datetime.fromtimestamp(timestamp_ms / 1000, UTC) if timestamp_ms else None,
+        key_b64=base64.b64encode(key).decode() if key is not None else None,
+        value_b64=base64.b64encode(value or b"").decode(),
+        error=error[:2000],
+        processor=processor,
+    )
+    return new_envelope(payload, occurred_at=now, source=processor)
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topics: tuple[str, ...] | list[str]) -> list[TopicPartition]:
+    """All partitions of `topics` from fresh cluster metadata (missing topics give none)."""
+    cluster = await consumer._client.fetch_all_metadata()  # the public topics() drops the cluster
+    return [TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t) or ())]

@@ -1,0 +1,1 @@
+"""Local launchers for the embedded default: Apache Kafka (KRaft), PostgreSQL and Mosquitto."""

@@ -1,0 +1,47 @@
+"""Prometheus metrics of the whole system (names as the predecessor's G_*/C_* gauges, seed 000).
+
+When ``PROMETHEUS_MULTIPROC_DIR`` is set (as `bess up` does) the processes of one machine share
+their samples, so the API's /metrics shows the gauges the workers set.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MARK = Gauge("bess_market_mark_eur_mwh", "Mark price per market (G_MARK), EUR/MWh", ["market"],
+             multiprocess_mode="mostrecent")
+EMA = Gauge("bess_market_ema_eur_mwh", "EMA of the mark price per market (G_EMA), EUR/MWh",
+            ["market"], multiprocess_mode="mostrecent")
+VWAP = Gauge("bess_market_vwap_eur_mwh", "VWAP per market (G_VWAP), EUR/MWh", ["market"],
+             multiprocess_mode="mostrecent")
+PRICE_EVENTS = Counter("bess_market_price_events", "Price ticks processed per market (C_EVENTS)",
+                       ["market"])
+EVENTS = Counter("bess_events_processed", "Messages processed", ["processor", "topic"])
+DEAD_LETTERS = Counter("bess_dead_letters", "Messages sent to a dead-letter topic",
+                       ["processor", "topic"])
+PROJECTION_LAG = Gauge("bess_projection_lag_events", "Events not yet projected",
+                       ["projection"], multiprocess_mode="mostrecent")
+PROJECTION_BATCH = Histogram("bess_projection_batch_seconds", "Projection batch write time",
+                             ["projection"])
+PUBLISHED = Counter("bess_gateway_published", "Events published by gateways", ["gateway", "topic"])
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text of this process (or all processes in multiprocess mode)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,291 @@
+"""Projection framework: Kafka topics -> Postgres tables, exactly once per (topic, partition, offset).
+
+Each projection owns one Postgres schema. A runner consumes its topics (read_committed, no
+consumer group: partitions are assigned explicitly) and writes every batch in ONE transaction
+together with the consumed offsets in ``bess_meta.projection_offsets``; messages at or below the
+stored offset are skipped, so a crash or a redelivery never double-counts (the tracking pattern
+of the eventsourcing library, ``insert_pages_with_tracking``). Messages of other types still
+advance the offset; undecodable ones go to ``<topic>.dlq``.
+
+`rebuild` replays the topics from the beginning into a fresh schema and swaps it in atomically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from infra.kafka_io import dead_letter, make_producer, partitions_of, publish
+from infra.logging import get_logger
+from infra.metrics import DEAD_LETTERS, EVENTS, PROJECTION_BATCH, PROJECTION_LAG
+from schemas.envelope import Envelope, MessageDecodeError, decode
+
+log = get_logger("projections")
+
+META_SQL = """
+CREATE SCHEMA IF NOT EXISTS bess_meta;
+CREATE TABLE IF NOT EXISTS bess_meta.projection_offsets (
+    projection text NOT NULL,
+    topic text NOT NULL,
+    partition integer NOT NULL,
+    "offset" bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (projection, topic, partition)
+);
+CREATE TABLE IF NOT EXISTS bess_meta.schema_migrations (
+    projection text NOT NULL,
+    version integer NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (projection, version)
+);
+"""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One consumed message, decoded."""
+
+    topic: str
+    partition: int
+    offset: int
+    envelope: Envelope[Any]
+
+
+class Projection(ABC):
+    """A read model. Subclasses set `name`, `schema`, `topics`, `migrations` and `apply`.
+
+    `migrations` are SQL scripts, applied in order, with ``{schema}`` replaced by the target
+    schema (so a rebuild can build into a shadow schema).
+    """
+
+    name: str
+    schema: str
+    topics: tuple[str, ...]
+    migrations: tuple[str, ...]
+
+    async def prepare(self, conn: asyncpg.Connection, schema: str) -> None:  # noqa: B027
+        """Per-connection set-up (temp tables, prepared statements); default nothing."""
+
+    @abstractmethod
+    async def apply(self, conn: asyncpg.Connection, schema: str, records: Sequence[Record]) -> None:
+        """Write `records` (in log order per partition) inside the caller's transaction."""
+
+
+def lock_id(name: str) -> int:
+    return zlib.crc32(f"projection:{name}".encode())
+
+
+async def migrate(conn: asyncpg.Connection, projection: Projection, schema: str | None = None,
+                  tracking_name: str | None = None) -> None:
+    """Create the meta tables and apply pending migrations of `projection` into `schema`."""
+    schema = schema or projection.schema
+    tracking_name = tracking_name or projection.name
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_id("migrate"))
+        await conn.execute(META_SQL)
+        done = {r["version"] for r in await conn.fetch(
+            "SELECT version FROM bess_meta.schema_migrations WHERE projection=$1", tracking_name)}
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        for version, sql in enumerate(projection.migrations, start=1):
+            if version in done:
+                continue
+            await conn.execute(sql.replace("{schema}", schema))
+            await conn.execute("INSERT INTO bess_meta.schema_migrations(projection, version) "
+                               "VALUES ($1, $2)", tracking_name, version)
+
+
+async def stored_offsets(conn: asyncpg.Connection, name: str, lock: bool = False) -> dict[tuple[str, int], int]:
+    sql = ('SELECT topic, partition, "offset" FROM bess_meta.projection_offsets '
+           "WHERE projection=$1" + (" FOR UPDATE" if lock else ""))
+    return {(r["topic"], r["partition"]): r["offset"] for r in await conn.fetch(sql, name)}
+
+
+class ProjectionRunner:
+    """Runs one projection: consume, decode, apply + track offsets in one transaction."""
+
+    def __init__(self, projection: Projection, dsn: str, bootstrap: str, *,
+                 schema: str | None = None, tracking_name: str | None = None,
+                 max_batch: int = 10_000, poll_ms: int = 200):
+        self.projection = projection
+        self.dsn = dsn
+        self.bootstrap = bootstrap
+        self.schema = schema or projection.schema
+        self.tracking_name = tracking_name or projection.name
+        self.max_batch = max_batch
+        self.poll_ms = poll_ms
+        self.positions: dict[tuple[str, int], int] = {}
+        self._conn: asyncpg.Connection | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer = None
+        self._stopping = asyncio.Event()
+
+    async def _open(self) -> None:
+        self._conn = await asyncpg.connect(self.dsn)
+        await migrate(self._conn, self.projection, self.schema, self.tracking_name)
+        await self.projection.prepare(self._conn, self.schema)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+            isolation_level="read_committed", auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024)
+        await self._consumer.start()
+        parts = await partitions_of(self._consumer, self.projection.topics)
+        if len({tp.topic for tp in parts}) != len(self.projection.topics):
+            await self.close()
+            raise RuntimeError(f"topics {self.projection.topics} do not exist: run `bess topics create`")
+        self._consumer.assign(parts)
+        await self._seek_to_stored()
+
+    async def _seek_to_stored(self) -> None:
+        assert self._conn is not None and self._consumer is not None
+        stored = await stored_offsets(self._conn, self.tracking_name)
+        for tp in self._consumer.assignment():
+            offset = stored.get((tp.topic, tp.partition))
+            if offset is None:
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, offset + 1)
+        self.positions = dict(stored)
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+        if self._conn is not None:
+            await self._conn.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _dead_letter(self, msg: Any, reason: str) -> None:
+        if self._producer is None:
+            self._producer = make_producer(self.bootstrap)
+            await self._producer.start()
+        letter = dead_letter(topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                             key=msg.key, value=msg.value, error=reason,
+                             processor=f"projection.{self.projection.name}",
+                             timestamp_ms=msg.timestamp)
+        await (await publish(self._producer, f"{msg.topic}.dlq", letter))
+        DEAD_LETTERS.labels(f"projection.{self.projection.name}", msg.topic).inc()
+
+    async def _write(self, batch: dict[TopicPartition, list[Any]]) -> int:
+        """Apply one fetched batch; returns the number of newly applied messages."""
+        assert self._conn is not None
+        conn = self._conn
+        with PROJECTION_BATCH.labels(self.projection.name).time():
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_id(self.tracking_name))
+                stored = await stored_offsets(conn, self.tracking_name, lock=True)
+                records: list[Record] = []
+                last: dict[tuple[str, int], int] = {}
+                for tp, messages in batch.items():
+                    floor = stored.get((tp.topic, tp.partition), -1)
+                    for msg in messages:
+                        if msg.offset <= floor:
+                            continue
+                        last[(tp.topic, tp.partition)] = msg.offset
+                        try:
+                            records.append(Record(tp.topic, tp.partition, msg.offset, decode(msg.value)))
+                        except MessageDecodeError as exc:
+                            await self._dead_letter(msg, exc.reason)
+                if not last:
+                    return 0
+                if records:
+                    await self.projection.apply(conn, self.schema, records)
+                await conn.executemany(
+                    'INSERT INTO bess_meta.projection_offsets(projection, topic, partition, "offset") '
+                    "VALUES ($1, $2, $3, $4) ON CONFLICT (projection, topic, partition) "
+                    'DO UPDATE SET "offset"=EXCLUDED."offset", updated_at=now()',
+                    [(self.tracking_name, t, p, o) for (t, p), o in last.items()])
+        self.positions.update(last)
+        EVENTS.labels(f"projection.{self.projection.name}", "all").inc(len(records))
+        return len(last)
+
+    async def step(self) -> int:
+        """Fetch and apply one batch; returns how many messages advanced the offsets."""
+        assert self._consumer is not None
+        batch = await self._consumer.getmany(timeout_ms=self.poll_ms, max_records=self.max_batch)
+        if not batch:
+            return 0
+        try:
+            return await self._write(batch)
+        except (asyncpg.exceptions.InvalidCachedStatementError, asyncpg.exceptions.UndefinedTableError,
+                asyncpg.exceptions.InvalidSchemaNameError) as exc:
+            # the schema was swapped under us by a rebuild: reload offsets and re-seek
+            log.info("projection schema changed, resyncing", projection=self.projection.name, error=str(exc))
+            await self._seek_to_stored()
+            return 0
+
+    async def lag(self) -> int:
+        """Messages in the topics not yet applied (against the last stable offsets)."""
+        assert self._consumer is not None
+        parts = list(self._consumer.assignment())
+        ends = await self._consumer.end_offsets(parts)
+        return sum(max(0, ends[tp] - 1 - self.positions.get((tp.topic, tp.partition), -1)) for tp in parts)
+
+    async def run(self) -> None:
+        """Run until `stop()`; reconnects are the supervisor's job (the process exits)."""
+        await self._open()
+        log.info("projection started", projection=self.projection.name, schema=self.schema)
+        try:
+            polls = 0
+            while not self._stopping.is_set():
+                await self.step()
+                polls += 1
+                if polls % 25 == 0:
+                    PROJECTION_LAG.labels(self.projection.name).set(await self.lag())
+        finally:
+            await self.close()
+
+    async def catch_up(self) -> int:
+        """Apply everything up to the end offsets seen at call time; returns messages applied."""
+        assert self._consumer is not None
+        parts = list(self._consumer.assignment())
+        ends = await self._consumer.end_offsets(parts)
+        total = 0
+        while any(self.positions.get((tp.topic, tp.partition), -1) < ends[tp] - 1
+                  and await self._consumer.position(tp) < ends[tp] for tp in parts):
+            total += await self.step()
+        return total
+
+
+async def rebuild(projection: Projection, dsn: str, bootstrap: str) -> int:
+    """Replay `projection` from offset 0 into a fresh schema and swap it in atomically.
+
+    Returns the number of messages replayed. Live runners keep going: they take the same
+    advisory lock per batch and resync to the swapped offsets.
+    """
+    shadow_schema = f"{projection.schema}__rebuild"
+    shadow_name = f"{projection.name}__rebuild"
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(META_SQL)
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{shadow_schema}" CASCADE')
+        await conn.execute("DELETE FROM bess_meta.projection_offsets WHERE projection=$1", shadow_name)
+        await conn.execute("DELETE FROM bess_meta.schema_migrations WHERE projection=$1", shadow_name)
+        runner = ProjectionRunner(projection, dsn, bootstrap, schema=shadow_schema,
+                                  tracking_name=shadow_name)
+        await runner._open()
+        try:
+            replayed = await runner.catch_up()
+        finally:
+            await runner.close()
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_id(projection.name))
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{projection.schema}" CASCADE')
+            await conn.execute(f'ALTER SCHEMA "{shadow_schema}" RENAME TO "{projection.schema}"')
+            for table in ("projection_offsets", "schema_migrations"):
+                await conn.execute(f"DELETE FROM bess_meta.{table} WHERE projection=$1", projection.name)
+                await conn.execute(f"UPDATE bess_meta.{table} SET projection=$1 WHERE projection=$2",
+                                   projection.name, shadow_name)
+        log.info("projection rebuilt", projection=projection.name, replayed=replayed)
+        return replayed
+    finally:
+        await conn.close()

@@ -1,0 +1,10 @@
+"""All projections by name (`bess projector NAME`, `bess projections rebuild NAME`)."""
+
+from __future__ import annotations
+
+from projections.framework import Projection
+from projections.market import MarketProjection
+
+
+def projections() -> dict[str, Projection]:
+    return {p.name: p for p in (MarketProjection(),)}

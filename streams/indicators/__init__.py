@@ -1,0 +1,1 @@
+"""Indicators processor: price ticks in, mark price/EMA/VWAP events and gauges out."""

@@ -228,7 +228,7 @@ class ProjectionRunner:
         assert self._consumer is not None
         parts = list(self._consumer.assignment())
         ends = await self._consumer.end_offsets(parts)
-        return sum(max(0, ends[tp] - 1 - self.positions.get((tp.topic, tp.partition), -1)) for tp in parts)
+        return sum(max(0, ends[tp] - await self._consumer.position(tp)) for tp in parts)
 
     async def run(self) -> None:
         """Run until `stop()`; reconnects are the supervisor's job (the process exits)."""
@@ -250,10 +250,11 @@ class ProjectionRunner:
         parts = list(self._consumer.assignment())
         ends = await self._consumer.end_offsets(parts)
         total = 0
-        while any(self.positions.get((tp.topic, tp.partition), -1) < ends[tp] - 1
-                  and await self._consumer.position(tp) < ends[tp] for tp in parts):
+        while True:
+            positions = [await self._consumer.position(tp) for tp in parts]
+            if all(pos >= ends[tp] for pos, tp in zip(positions, parts, strict=True)):
+                return total
             total += await self.step()
-        return total
 
 
 async def rebuild(projection: Projection, dsn: str, bootstrap: str) -> int:

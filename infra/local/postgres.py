@@ -61,6 +61,11 @@ class PostgresServer:
         """initdb if needed, start the server, create role and database ``bess``."""
         pg = bin_dir()
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        if self._user:  # the server user must be able to reach its data dir
+            for parent in self.data_dir.parents:
+                mode = parent.stat().st_mode
+                if parent != Path("/") and not mode & 0o001:
+                    os.chmod(parent, mode | 0o711)
         if not (self.data_dir / "PG_VERSION").exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self._chown(self.data_dir)

@@ -1,0 +1,1 @@
+"""Benchmarks of the running system (not part of the deployed packages)."""

@@ -33,7 +33,9 @@ def _setup() -> None:
 
 
 @app.command()
-def up(replay: Annotated[bool, typer.Option(help="Replay the shipped real prices.")] = True) -> None:
+def up(
+    replay: Annotated[bool, typer.Option(help="Replay the shipped real prices.")] = True,
+) -> None:
     """Start everything on this machine (embedded Kafka, Postgres, Mosquitto unless external)."""
     from infra.local.stack import supervise
 
@@ -114,7 +116,9 @@ def worker(
 
 
 @app.command()
-def projector(names: Annotated[list[str], typer.Argument(help="projection names or 'all'")]) -> None:
+def projector(
+    names: Annotated[list[str], typer.Argument(help="projection names or 'all'")],
+) -> None:
     """Run projections (Kafka -> Postgres) until stopped."""
     from projections.framework import ProjectionRunner
     from projections.registry import projections
@@ -161,7 +165,9 @@ def projections_rebuild(name: str) -> None:
 @gateway_app.command("market-data")
 def gateway_market_data(
     source: Annotated[str, typer.Option(help="file | entsoe | awattar")] = "file",
-    zone: Annotated[list[str] | None, typer.Option(help="bidding zone(s) for entsoe/awattar")] = None,
+    zone: Annotated[
+        list[str] | None, typer.Option(help="bidding zone(s) for entsoe/awattar")
+    ] = None,
     interval_s: Annotated[float, typer.Option(help="poll interval, seconds")] = 300.0,
     once: Annotated[bool, typer.Option(help="poll once and exit")] = False,
 ) -> None:

@@ -26,7 +26,8 @@ async def ensure_topics(bootstrap: str, topics: tuple[Topic, ...] | None = None,
         created = []
         for topic in wanted:
             try:
-                await admin.create_topics([NewTopic(topic.name, topic.partitions, replication_factor,
+                await admin.create_topics([NewTopic(topic.name, topic.partitions,
+                                                    replication_factor,
                                                     topic_configs=topic.config())])
                 created.append(topic.name)
             except TopicAlreadyExistsError:
@@ -49,14 +50,17 @@ async def publish(producer: AIOKafkaProducer, topic: str, envelope: Envelope[Any
 
 
 def dead_letter(*, topic: str, partition: int, offset: int, key: bytes | None, value: bytes,
-                error: str, processor: str, timestamp_ms: int | None = None) -> Envelope[MessageDeadLettered]:
+                error: str, processor: str,
+                timestamp_ms: int | None = None) -> Envelope[MessageDeadLettered]:
     """The envelope for a message `processor` could not handle (goes to ``<topic>.dlq``)."""
     now = datetime.now(UTC)
     payload = MessageDeadLettered(
         original_topic=topic,
         original_partition=partition,
         original_offset=offset,
-        original_timestamp=datetime.fromtimestamp(timestamp_ms / 1000, UTC) if timestamp_ms else None,
+        original_timestamp=(
+            datetime.fromtimestamp(timestamp_ms / 1000, UTC) if timestamp_ms else None
+        ),
         key_b64=base64.b64encode(key).decode() if key is not None else None,
         value_b64=base64.b64encode(value or b"").decode(),
         error=error[:2000],
@@ -65,7 +69,10 @@ def dead_letter(*, topic: str, partition: int, offset: int, key: bytes | None, v
     return new_envelope(payload, occurred_at=now, source=processor)
 
 
-async def partitions_of(consumer: AIOKafkaConsumer, topics: tuple[str, ...] | list[str]) -> list[TopicPartition]:
+async def partitions_of(
+    consumer: AIOKafkaConsumer, topics: tuple[str, ...] | list[str]
+) -> list[TopicPartition]:
     """All partitions of `topics` from fresh cluster metadata (missing topics give none)."""
     cluster = await consumer._client.fetch_all_metadata()  # the public topics() drops the cluster
-    return [TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t) or ())]
+    return [TopicPartition(t, p)
+            for t in topics for p in sorted(cluster.partitions_for_topic(t) or ())]

@@ -30,7 +30,8 @@ def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=level.upper(), stream=sys.stdout, format="%(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=level.upper(), stream=sys.stdout,
+                        format="%(levelname)s %(name)s %(message)s")
     for noisy in ("aiokafka", "faust", "mode", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
 

@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     )
     postgres_port: int = 5433
 
-    mqtt_host: str | None = Field(default=None, description="External MQTT broker; unset = embedded.")
+    mqtt_host: str | None = Field(
+        default=None, description="External MQTT broker; unset = embedded."
+    )
     mqtt_port: int = 1883
 
     api_host: str = "127.0.0.1"
@@ -54,7 +56,9 @@ class Settings(BaseSettings):
     replay_speed: float = Field(
         default=3600.0, description="Market seconds per wall second (3600 = 1 market hour/s)."
     )
-    replay_start: str = Field(default="2023-01-01T00:00Z", description="First delivery hour replayed.")
+    replay_start: str = Field(
+        default="2023-01-01T00:00Z", description="First delivery hour replayed."
+    )
     replay_backfill_hours: int = Field(
         default=168, description="Hours before replay_start published at once (history for charts)."
     )

@@ -1,4 +1,4 @@
-"""Projection framework: Kafka topics -> Postgres tables, exactly once per (topic, partition, offset).
+"""Projection framework: Kafka -> Postgres tables, exactly once per (topic, partition, offset).
 
 Each projection owns one Postgres schema. A runner consumes its topics (read_committed, no
 consumer group: partitions are assigned explicitly) and writes every batch in ONE transaction
@@ -101,7 +101,9 @@ async def migrate(conn: asyncpg.Connection, projection: Projection, schema: str 
                                "VALUES ($1, $2)", tracking_name, version)
 
 
-async def stored_offsets(conn: asyncpg.Connection, name: str, lock: bool = False) -> dict[tuple[str, int], int]:
+async def stored_offsets(
+    conn: asyncpg.Connection, name: str, lock: bool = False
+) -> dict[tuple[str, int], int]:
     sql = ('SELECT topic, partition, "offset" FROM bess_meta.projection_offsets '
            "WHERE projection=$1" + (" FOR UPDATE" if lock else ""))
     return {(r["topic"], r["partition"]): r["offset"] for r in await conn.fetch(sql, name)}
@@ -138,7 +140,9 @@ class ProjectionRunner:
         parts = await partitions_of(self._consumer, self.projection.topics)
         if len({tp.topic for tp in parts}) != len(self.projection.topics):
             await self.close()
-            raise RuntimeError(f"topics {self.projection.topics} do not exist: run `bess topics create`")
+            raise RuntimeError(
+                f"topics {self.projection.topics} do not exist: run `bess topics create`"
+            )
         self._consumer.assign(parts)
         await self._seek_to_stored()
 
@@ -192,7 +196,8 @@ class ProjectionRunner:
                             continue
                         last[(tp.topic, tp.partition)] = msg.offset
                         try:
-                            records.append(Record(tp.topic, tp.partition, msg.offset, decode(msg.value)))
+                            records.append(Record(tp.topic, tp.partition, msg.offset,
+                                                  decode(msg.value)))
                         except MessageDecodeError as exc:
                             await self._dead_letter(msg, exc.reason)
                 if not last:
@@ -200,7 +205,8 @@ class ProjectionRunner:
                 if records:
                     await self.projection.apply(conn, self.schema, records)
                 await conn.executemany(
-                    'INSERT INTO bess_meta.projection_offsets(projection, topic, partition, "offset") '
+                    "INSERT INTO bess_meta.projection_offsets"
+                    '(projection, topic, partition, "offset") '
                     "VALUES ($1, $2, $3, $4) ON CONFLICT (projection, topic, partition) "
                     'DO UPDATE SET "offset"=EXCLUDED."offset", updated_at=now()',
                     [(self.tracking_name, t, p, o) for (t, p), o in last.items()])
@@ -216,10 +222,12 @@ class ProjectionRunner:
             return 0
         try:
             return await self._write(batch)
-        except (asyncpg.exceptions.InvalidCachedStatementError, asyncpg.exceptions.UndefinedTableError,
+        except (asyncpg.exceptions.InvalidCachedStatementError,
+                asyncpg.exceptions.UndefinedTableError,
                 asyncpg.exceptions.InvalidSchemaNameError) as exc:
             # the schema was swapped under us by a rebuild: reload offsets and re-seek
-            log.info("projection schema changed, resyncing", projection=self.projection.name, error=str(exc))
+            log.info("projection schema changed, resyncing", projection=self.projection.name,
+                     error=str(exc))
             await self._seek_to_stored()
             return 0
 
@@ -269,8 +277,10 @@ async def rebuild(projection: Projection, dsn: str, bootstrap: str) -> int:
     try:
         await conn.execute(META_SQL)
         await conn.execute(f'DROP SCHEMA IF EXISTS "{shadow_schema}" CASCADE')
-        await conn.execute("DELETE FROM bess_meta.projection_offsets WHERE projection=$1", shadow_name)
-        await conn.execute("DELETE FROM bess_meta.schema_migrations WHERE projection=$1", shadow_name)
+        await conn.execute("DELETE FROM bess_meta.projection_offsets WHERE projection=$1",
+                           shadow_name)
+        await conn.execute("DELETE FROM bess_meta.schema_migrations WHERE projection=$1",
+                           shadow_name)
         runner = ProjectionRunner(projection, dsn, bootstrap, schema=shadow_schema,
                                   tracking_name=shadow_name)
         await runner._open()
@@ -283,9 +293,11 @@ async def rebuild(projection: Projection, dsn: str, bootstrap: str) -> int:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{projection.schema}" CASCADE')
             await conn.execute(f'ALTER SCHEMA "{shadow_schema}" RENAME TO "{projection.schema}"')
             for table in ("projection_offsets", "schema_migrations"):
-                await conn.execute(f"DELETE FROM bess_meta.{table} WHERE projection=$1", projection.name)
-                await conn.execute(f"UPDATE bess_meta.{table} SET projection=$1 WHERE projection=$2",
-                                   projection.name, shadow_name)
+                await conn.execute(f"DELETE FROM bess_meta.{table} WHERE projection=$1",
+                                   projection.name)
+                await conn.execute(
+                    f"UPDATE bess_meta.{table} SET projection=$1 WHERE projection=$2",
+                    projection.name, shadow_name)
         log.info("projection rebuilt", projection=projection.name, replayed=replayed)
         return replayed
     finally:

@@ -93,7 +93,8 @@ class MarketProjection(Projection):
         if prices:
             await conn.copy_records_to_table("tmp_prices", records=prices, columns=PRICE_COLUMNS)
             await conn.execute(f"""
-                INSERT INTO {schema}.summary AS s (market, bidding_zone, ticks, first_delivery, last_delivery)
+                INSERT INTO {schema}.summary AS s
+                    (market, bidding_zone, ticks, first_delivery, last_delivery)
                 SELECT market, max(bidding_zone), count(*), min(delivery_start), max(delivery_start)
                 FROM tmp_prices GROUP BY market
                 ON CONFLICT (market) DO UPDATE SET

@@ -4,7 +4,8 @@ Wire format (JSON object, UTF-8)::
 
     {"event_id": "<uuid>", "event_type": "PriceTickReceived", "schema_version": 1,
      "occurred_at": "2023-01-15T00:00:00Z", "source": "gateway.market-data.file",
-     "correlation_id": "<uuid>|null", "causation_id": "<uuid>|null", "key": "EPEX_AT_DAY_AHEAD_60MIN",
+     "correlation_id": "<uuid>|null", "causation_id": "<uuid>|null",
+     "key": "EPEX_AT_DAY_AHEAD_60MIN",
      "payload": {...}}
 
 The Kafka record key is `key` encoded as UTF-8; the headers `event_type` and `schema_version`
@@ -19,7 +20,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -44,7 +45,9 @@ class Envelope(BaseModel, Generic[P]):
 
     model_config = ConfigDict(frozen=True)
 
-    event_id: uuid.UUID = Field(description="Unique id of this message; consumers deduplicate on it.")
+    event_id: uuid.UUID = Field(
+        description="Unique id of this message; consumers deduplicate on it."
+    )
     event_type: str = Field(description="Payload type name, e.g. PriceTickReceived.")
     schema_version: int = Field(ge=1, description="Version of the payload schema.")
     occurred_at: UtcDatetime = Field(description="When the fact happened (event time), UTC.")
@@ -101,7 +104,9 @@ def new_envelope(
     key: str | None = None,
 ) -> Envelope[P]:
     """Wrap `payload`; the key defaults to `payload.partition_key()`, the id to a random UUID4."""
-    return Envelope[type(payload)](  # type: ignore[misc]
+    # Parametrise with the payload's runtime class so pydantic validates/serialises it exactly.
+    model = cast("type[Envelope[P]]", Envelope[type(payload)])  # type: ignore[misc]
+    return model(
         event_id=event_id or uuid.uuid4(),
         event_type=payload.event_type,
         schema_version=payload.schema_version,

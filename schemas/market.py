@@ -48,7 +48,8 @@ class PriceTickReceived(Payload):
         expected = timedelta(seconds=RESOLUTION_SECONDS[self.resolution])
         if self.delivery_end - self.delivery_start != expected:
             raise ValueError(
-                f"delivery period {self.delivery_start.isoformat()}..{self.delivery_end.isoformat()}"
+                f"delivery period {self.delivery_start.isoformat()}.."
+                f"{self.delivery_end.isoformat()}"
                 f" does not last {self.resolution}"
             )
         return self

@@ -70,8 +70,12 @@ async def list_markets(pool: PoolDep) -> list[MarketPublic]:
 async def prices(
     pool: PoolDep,
     market: str | None = Query(None, description="Market id; default: the market with most ticks."),
-    start: AwareDatetime | None = Query(None, description="Delivery start from (inclusive), ISO 8601."),
-    end: AwareDatetime | None = Query(None, description="Delivery start until (exclusive), ISO 8601."),
+    start: AwareDatetime | None = Query(
+        None, description="Delivery start from (inclusive), ISO 8601."
+    ),
+    end: AwareDatetime | None = Query(
+        None, description="Delivery start until (exclusive), ISO 8601."
+    ),
     resolution: Literal["native", "PT15M", "PT60M", "P1D", "P7D"] = Query(
         "native", description="native = as published; otherwise mean per bucket (UTC)."),
     limit: int = Query(1000, ge=1, le=100_000, description="Most recent N periods of the range."),
@@ -79,7 +83,9 @@ async def prices(
     """Price history of one market over a delivery-time range, optionally resampled."""
     _check_range(start, end)
     if market is None:
-        market = await pool.fetchval("SELECT market FROM market.summary ORDER BY ticks DESC LIMIT 1")
+        market = await pool.fetchval(
+            "SELECT market FROM market.summary ORDER BY ticks DESC LIMIT 1"
+        )
         if market is None:
             return PricesPublic(market=None, resolution=resolution, count=0, prices=[])
     where = "market = $1 AND ($2::timestamptz IS NULL OR delivery_start >= $2) " \
@@ -103,8 +109,10 @@ async def prices(
         from datetime import timedelta
 
         items = [PricePublic(market=r["market"], delivery_start=r["b"],
-                             delivery_end=r["b"] + timedelta(seconds=step), price_eur_mwh=r["price"],
-                             min_eur_mwh=r["lo"], max_eur_mwh=r["hi"], periods=r["n"]) for r in rows]
+                             delivery_end=r["b"] + timedelta(seconds=step),
+                             price_eur_mwh=r["price"], min_eur_mwh=r["lo"], max_eur_mwh=r["hi"],
+                             periods=r["n"])
+                 for r in rows]
     return PricesPublic(market=market, resolution=resolution, count=len(items), prices=items)
 
 

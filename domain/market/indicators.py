@@ -100,7 +100,9 @@ def _update_mark(state: IndicatorState, price: float, config: IndicatorConfig) -
     return replace(state, mark=price, ema=ema)
 
 
-def _snapshot(state: IndicatorState, at: datetime, config: IndicatorConfig) -> MarketIndicatorsUpdated:
+def _snapshot(
+    state: IndicatorState, at: datetime, config: IndicatorConfig
+) -> MarketIndicatorsUpdated:
     assert state.mark is not None and state.ema is not None
     basis, samples = ("trades", state.trades) if state.trades else ("ticks", state.ticks)
     return MarketIndicatorsUpdated(
@@ -130,7 +132,9 @@ def apply_tick(
         state,
         last_tick_s=at_s,
         tick_count=state.tick_count + 1,
-        ticks=_window((*state.ticks, (at_s, tick.price_eur_mwh, weight)), now_s, config.vwap_window_s),
+        ticks=_window(
+            (*state.ticks, (at_s, tick.price_eur_mwh, weight)), now_s, config.vwap_window_s
+        ),
         trades=_window(state.trades, now_s, config.vwap_window_s),
     )
     state = _update_mark(state, tick.price_eur_mwh, config)
@@ -156,7 +160,9 @@ def apply_trade(
         state,
         last_trade_s=at_s,
         trade_count=state.trade_count + 1,
-        trades=_window((*state.trades, (at_s, price_eur_mwh, quantity_mwh)), at_s, config.vwap_window_s),
+        trades=_window(
+            (*state.trades, (at_s, price_eur_mwh, quantity_mwh)), at_s, config.vwap_window_s
+        ),
         ticks=_window(state.ticks, at_s, config.vwap_window_s),
     )
     state = _update_mark(state, price_eur_mwh, config)

@@ -41,7 +41,8 @@ def tick_event_id(tick: PriceTickReceived) -> uuid.UUID:
                                  f"{tick.delivery_start.isoformat()}|{tick.price_eur_mwh!r}")
 
 
-async def publish_ticks(producer: AIOKafkaProducer, ticks: Iterable[PriceTickReceived] | AsyncIterator[PriceTickReceived],
+async def publish_ticks(producer: AIOKafkaProducer,
+                        ticks: Iterable[PriceTickReceived] | AsyncIterator[PriceTickReceived],
                         *, source: str, now: datetime | None = None) -> int:
     """Publish ticks to the price-tick topic; returns how many. `occurred_at` = delivery start
     for replayed history (event time), else `now`."""
@@ -123,8 +124,8 @@ async def run_file(settings: Settings, *, stop_at: datetime | None = None) -> in
     producer = make_producer(settings.bootstrap)
     await producer.start()
     try:
-        log.info("replaying price file", file=str(settings.replay_file), speed=settings.replay_speed,
-                 live_from=backfill_until.isoformat())
+        log.info("replaying price file", file=str(settings.replay_file),
+                 speed=settings.replay_speed, live_from=backfill_until.isoformat())
         return await publish_ticks(
             producer, replay(ticks, speed=settings.replay_speed, backfill_until=backfill_until),
             source="gateway.market-data.file")
@@ -152,9 +153,10 @@ async def run_poller(settings: Settings, source: str, zones: list[str], interval
                     continue
                 fresh = [t for t in ticks if tick_event_id(t) not in seen]
                 seen.update(tick_event_id(t) for t in fresh)
-                total += await publish_ticks(producer, fresh, source=f"gateway.market-data.{source}",
-                                             now=now)
-                log.info("prices published", source=source, zone=zone, fetched=len(ticks), new=len(fresh))
+                total += await publish_ticks(producer, fresh,
+                                             source=f"gateway.market-data.{source}", now=now)
+                log.info("prices published", source=source, zone=zone, fetched=len(ticks),
+                         new=len(fresh))
             if once:
                 return total
             await asyncio.sleep(interval_s)

@@ -131,7 +131,8 @@ class KafkaServer:
                 capture_output=True, text=True, check=True,
             ).stdout.strip() or cluster_id
             fmt = subprocess.run(
-                [java(), "-cp", classpath, f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.yaml'}",
+                [java(), "-cp", classpath,
+                 f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.yaml'}",
                  "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
                 capture_output=True, text=True, check=False,
             )

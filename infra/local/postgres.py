@@ -82,12 +82,15 @@ class PostgresServer:
         if not port_open("127.0.0.1", self.port):
             self._run([str(pg / "pg_ctl"), "-D", str(self.data_dir), "-o", opts,
                        "-l", str(self.data_dir / "postgres.log"), "-w", "-t", "60", "start"])
-        exists = self._run([str(pg / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "bess",
-                            "-d", "postgres", "-tAc", "SELECT 1 FROM pg_database WHERE datname='bess'"])
+        exists = self._run([str(pg / "psql"), "-h", "127.0.0.1", "-p", str(self.port),
+                            "-U", "bess", "-d", "postgres",
+                            "-tAc", "SELECT 1 FROM pg_database WHERE datname='bess'"])
         if exists.stdout.strip() != "1":
-            self._run([str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "bess", "bess"])
+            self._run([str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
+                       "-U", "bess", "bess"])
 
     def stop(self) -> None:
         if (self.data_dir / "postmaster.pid").exists():
-            self._run([str(bin_dir() / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"],
+            self._run([str(bin_dir() / "pg_ctl"), "-D", str(self.data_dir),
+                       "-m", "fast", "-w", "stop"],
                       check=False)

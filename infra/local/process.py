@@ -34,7 +34,8 @@ def free_port() -> int:
 class ManagedProcess:
     """One long-running child process writing to `log_path`."""
 
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None):
+    def __init__(self, name: str, argv: Sequence[str], log_path: Path,
+                 env: dict[str, str] | None = None):
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path

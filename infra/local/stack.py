@@ -9,6 +9,7 @@ dies is restarted with backoff; Ctrl-C stops everything in reverse order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import signal
 import sys
@@ -46,14 +47,16 @@ def start_infra(settings: Settings, *, fsync: bool = True, mqtt: bool = True) ->
     infra = Infra(home=settings.home)
     try:
         if settings.postgres_embedded:
-            pg = PostgresServer(settings.home / "postgres", port=settings.postgres_port, fsync=fsync)
+            pg = PostgresServer(settings.home / "postgres", port=settings.postgres_port,
+                                fsync=fsync)
             pg.start()
             infra.started.append(pg)
             log.info("postgres ready", dsn=pg.dsn)
         infra.env["BESS_POSTGRES_DSN"] = settings.dsn
         if settings.kafka_embedded:
             kafka = KafkaServer(settings.home / "kafka", port=settings.kafka_port,
-                                controller_port=settings.kafka_controller_port, heap=settings.kafka_heap)
+                                controller_port=settings.kafka_controller_port,
+                                heap=settings.kafka_heap)
             kafka.start()
             infra.started.append(kafka)
             log.info("kafka ready", bootstrap=kafka.bootstrap)
@@ -107,10 +110,8 @@ async def supervise(settings: Settings, replay: bool = True) -> None:
                  logs=str(settings.home / "logs"), kafka=settings.bootstrap)
         restarts: dict[str, float] = {}
         while not stop.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 2.0)
-            except TimeoutError:
-                pass
             for name, child in children.items():
                 if stop.is_set() or child.running:
                     continue

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
-import time
 import uuid
 from datetime import UTC, datetime
 
@@ -26,6 +26,13 @@ from tests.integration.helpers import read_until, renamed
 
 pytestmark = pytest.mark.integration
 CSV = PROJECT_ROOT / "data" / "at_hourly_2015_2023.csv"
+
+
+def _spawn_api(services, port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [str(PROJECT_ROOT / ".venv" / "bin" / "python"), "-m", "infra.cli", "api"],
+        env=services.env(BESS_API_PORT=str(port)), cwd=PROJECT_ROOT,
+        stdout=open(services.home / "api.log", "ab"), stderr=subprocess.STDOUT)
 
 
 @pytest.fixture(scope="module")
@@ -49,17 +56,15 @@ async def api_market(services, indicators_worker):
     finally:
         await runner.close()
     port = free_port()
-    proc = subprocess.Popen(
-        [str(PROJECT_ROOT / ".venv" / "bin" / "python"), "-m", "infra.cli", "api"],
-        env=services.env(BESS_API_PORT=str(port)), cwd=PROJECT_ROOT,
-        stdout=open(services.home / "api.log", "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    proc = _spawn_api(services, port)
     base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
+    async with httpx.AsyncClient() as client:
+        for _ in range(100):
+            try:
+                if (await client.get(f"{base}/health", timeout=1)).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                await asyncio.sleep(0.2)
     yield base, market, ticks
     proc.terminate()
     proc.wait(10)
@@ -107,17 +112,20 @@ async def test_indicators_latest_and_metrics(api_market) -> None:
 
 
 @pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat not installed (make install does)")
-async def test_topics_read_by_kcat_validate_against_exported_schemas(services, api_market, tmp_path) -> None:
+async def test_topics_read_by_kcat_validate_against_exported_schemas(
+    services, api_market, tmp_path
+) -> None:
     export(tmp_path)
     validators = {}
     for path in tmp_path.glob("*.schema.json"):
         schema = json.loads(path.read_text())
         validators[path.name.split(".")[0]] = jsonschema.Draft202012Validator(schema)
     for topic in (PRICE_TICKS.name, INDICATORS.name):
-        out = subprocess.run(
+        out = (await asyncio.to_thread(
+            subprocess.run,
             ["kcat", "-b", services.bootstrap, "-C", "-t", topic, "-e", "-q", "-o", "beginning",
              "-X", "isolation.level=read_committed", "-f", "%k\t%s\n"],
-            capture_output=True, text=True, timeout=60, check=True).stdout
+            capture_output=True, text=True, timeout=60, check=True)).stdout
         lines = [line for line in out.splitlines() if line.strip()]
         checked = 0
         for line in lines:

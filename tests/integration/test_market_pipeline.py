@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime
 
+import asyncpg
 import pytest
 
 from gateways.market_data.price_file import read_price_csv
@@ -123,8 +126,9 @@ async def test_projection_killed_mid_stream_counts_every_tick_once(services, pg)
 
     async def projected() -> int:
         try:
-            return await pg.fetchval("SELECT ticks FROM market.summary WHERE market=$1", market) or 0
-        except Exception:  # noqa: BLE001 - the table may not exist yet
+            return await pg.fetchval("SELECT ticks FROM market.summary WHERE market=$1",
+                                     market) or 0
+        except asyncpg.exceptions.UndefinedTableError:  # the table may not exist yet
             return 0
 
     killed_at = None
@@ -159,9 +163,6 @@ async def test_projection_killed_mid_stream_counts_every_tick_once(services, pg)
 
 
 async def test_rebuild_reproduces_the_same_tables(services, pg) -> None:
-    import subprocess
-    import sys
-
     runner = ProjectionRunner(MarketProjection(), services.dsn, services.bootstrap)
     await runner._open()
     try:
@@ -171,9 +172,9 @@ async def test_rebuild_reproduces_the_same_tables(services, pg) -> None:
     tables = ("prices", "indicators", "summary")
     before = {t: await pg.fetch(f"SELECT * FROM market.{t} ORDER BY 1, 2") for t in tables}
     assert before["prices"]
-    result = subprocess.run([sys.executable, "-m", "infra.cli", "projections", "rebuild", "market"],
-                            env=services.env(), capture_output=True, text=True, timeout=300,
-                            cwd=PROJECT_ROOT)
+    result = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "infra.cli", "projections", "rebuild", "market"],
+        env=services.env(), capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "rebuilt market" in result.stdout
     after = {t: await pg.fetch(f"SELECT * FROM market.{t} ORDER BY 1, 2") for t in tables}

@@ -17,7 +17,8 @@ def test_import_contracts_hold() -> None:
 
 
 def test_domain_reads_no_clock_and_does_no_io() -> None:
-    forbidden = ("datetime.now(", "datetime.utcnow(", "time.time(", "open(", "import asyncio", "print(")
+    forbidden = ("datetime.now(", "datetime.utcnow(", "time.time(", "open(", "import asyncio",
+                 "print(")
     for path in (ROOT / "domain").rglob("*.py"):
         text = path.read_text()
         for word in forbidden:

@@ -128,7 +128,7 @@ class ProjectionRunner:
         self._producer = None
         self._stopping = asyncio.Event()
 
-    async def _open(self) -> None:
+    async def open(self) -> None:
         self._conn = await asyncpg.connect(self.dsn)
         await migrate(self._conn, self.projection, self.schema, self.tracking_name)
         await self.projection.prepare(self._conn, self.schema)
@@ -240,7 +240,7 @@ class ProjectionRunner:
 
     async def run(self) -> None:
         """Run until `stop()`; reconnects are the supervisor's job (the process exits)."""
-        await self._open()
+        await self.open()
         log.info("projection started", projection=self.projection.name, schema=self.schema)
         try:
             polls = 0
@@ -249,6 +249,14 @@ class ProjectionRunner:
                 polls += 1
                 if polls % 25 == 0:
                     PROJECTION_LAG.labels(self.projection.name).set(await self.lag())
+        finally:
+            await self.close()
+
+    async def run_to_end(self) -> int:
+        """Open, apply everything up to the current end of the topics, close."""
+        await self.open()
+        try:
+            return await self.catch_up()
         finally:
             await self.close()
 
@@ -283,11 +291,7 @@ async def rebuild(projection: Projection, dsn: str, bootstrap: str) -> int:
                            shadow_name)
         runner = ProjectionRunner(projection, dsn, bootstrap, schema=shadow_schema,
                                   tracking_name=shadow_name)
-        await runner._open()
-        try:
-            replayed = await runner.catch_up()
-        finally:
-            await runner.close()
+        replayed = await runner.run_to_end()
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_id(projection.name))
             await conn.execute(f'DROP SCHEMA IF EXISTS "{projection.schema}" CASCADE')

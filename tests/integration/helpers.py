@@ -5,17 +5,44 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from gateways.market_data.price_file import read_price_csv
+from gateways.market_data.service import publish_ticks
 from infra.kafka_io import make_producer, partitions_of
+from infra.settings import PROJECT_ROOT
+from projections.framework import ProjectionRunner
+from projections.market import MarketProjection
 from schemas.envelope import decode
 from schemas.market import PriceTickReceived
+
+CSV = PROJECT_ROOT / "data" / "at_hourly_2015_2023.csv"
 
 
 def renamed(ticks: Iterable[PriceTickReceived], market: str) -> list[PriceTickReceived]:
     return [t.model_copy(update={"market": market}) for t in ticks]
+
+
+def real_ticks(market: str, start: datetime, end: datetime) -> list[PriceTickReceived]:
+    """The shipped real AT prices of [start, end) under a test-only market id."""
+    return renamed(read_price_csv(CSV, start=start, end=end), market)
+
+
+async def publish(bootstrap: str, ticks: list[PriceTickReceived]) -> int:
+    producer = make_producer(bootstrap)
+    await producer.start()
+    try:
+        return await publish_ticks(producer, ticks, source="test")
+    finally:
+        await producer.stop()
+
+
+async def project_market(dsn: str, bootstrap: str) -> int:
+    """Run the market projection up to the current end of its topics."""
+    return await ProjectionRunner(MarketProjection(), dsn, bootstrap).run_to_end()
 
 
 async def produce_raw(bootstrap: str, topic: str, items: list[tuple[bytes | None, bytes]]) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import shutil
 import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime
 
@@ -13,16 +14,11 @@ import httpx
 import jsonschema
 import pytest
 
-from gateways.market_data.price_file import read_price_csv
-from gateways.market_data.service import publish_ticks
-from infra.kafka_io import make_producer
 from infra.local.process import free_port
 from infra.settings import PROJECT_ROOT
-from projections.framework import ProjectionRunner
-from projections.market import MarketProjection
 from schemas.catalog import INDICATORS, PRICE_TICKS
 from schemas.export import export
-from tests.integration.helpers import read_until, renamed
+from tests.integration.helpers import project_market, publish, read_until, real_ticks
 
 pytestmark = pytest.mark.integration
 CSV = PROJECT_ROOT / "data" / "at_hourly_2015_2023.csv"
@@ -30,7 +26,7 @@ CSV = PROJECT_ROOT / "data" / "at_hourly_2015_2023.csv"
 
 def _spawn_api(services, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [str(PROJECT_ROOT / ".venv" / "bin" / "python"), "-m", "infra.cli", "api"],
+        [sys.executable, "-m", "infra.cli", "api"],
         env=services.env(BESS_API_PORT=str(port)), cwd=PROJECT_ROOT,
         stdout=open(services.home / "api.log", "ab"), stderr=subprocess.STDOUT)
 
@@ -39,22 +35,11 @@ def _spawn_api(services, port: int) -> subprocess.Popen[bytes]:
 async def api_market(services, indicators_worker):
     """A market with one real week of prices projected, and the API serving it."""
     market = f"API_{uuid.uuid4().hex[:8]}"
-    ticks = renamed(read_price_csv(CSV, start=datetime(2022, 8, 1, tzinfo=UTC),
-                                   end=datetime(2022, 8, 8, tzinfo=UTC)), market)
-    producer = make_producer(services.bootstrap)
-    await producer.start()
-    try:
-        await publish_ticks(producer, ticks, source="test")
-    finally:
-        await producer.stop()
+    ticks = real_ticks(market, datetime(2022, 8, 1, tzinfo=UTC), datetime(2022, 8, 8, tzinfo=UTC))
+    await publish(services.bootstrap, ticks)
     await read_until(services.bootstrap, INDICATORS.name,
                      lambda m: sum(1 for e in m if e.payload.market == market) >= len(ticks), 90)
-    runner = ProjectionRunner(MarketProjection(), services.dsn, services.bootstrap)
-    await runner._open()
-    try:
-        await runner.catch_up()
-    finally:
-        await runner.close()
+    await project_market(services.dsn, services.bootstrap)
     port = free_port()
     proc = _spawn_api(services, port)
     base = f"http://127.0.0.1:{port}"

@@ -12,16 +12,11 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from gateways.market_data.price_file import read_price_csv
-from gateways.market_data.service import publish_ticks
-from infra.kafka_io import make_producer
 from infra.settings import PROJECT_ROOT
-from projections.framework import ProjectionRunner
-from projections.market import MarketProjection
 from schemas.catalog import INDICATORS, PRICE_TICKS
 from schemas.dead_letter import MessageDeadLettered
 from schemas.market import MarketIndicatorsUpdated
-from tests.integration.helpers import produce_raw, read_until, renamed
+from tests.integration.helpers import produce_raw, project_market, publish, read_until, real_ticks
 
 pytestmark = pytest.mark.integration
 
@@ -41,15 +36,9 @@ def expected_indicators(prices: list[float], span: int, window: int) -> list[tup
 
 async def test_price_file_to_indicator_events_and_rows(services, indicators_worker, pg) -> None:
     market = f"TEST_{uuid.uuid4().hex[:8]}"
-    ticks = renamed(read_price_csv(CSV, start=datetime(2023, 3, 20, tzinfo=UTC),
-                                   end=datetime(2023, 3, 28, tzinfo=UTC)), market)
+    ticks = real_ticks(market, datetime(2023, 3, 20, tzinfo=UTC), datetime(2023, 3, 28, tzinfo=UTC))
     assert len(ticks) == 8 * 24  # UTC hours; the local day 2023-03-26 has 23 of them
-    producer = make_producer(services.bootstrap)
-    await producer.start()
-    try:
-        assert await publish_ticks(producer, ticks, source="test") == len(ticks)
-    finally:
-        await producer.stop()
+    assert await publish(services.bootstrap, ticks) == len(ticks)
 
     events = await read_until(
         services.bootstrap, INDICATORS.name,
@@ -67,12 +56,7 @@ async def test_price_file_to_indicator_events_and_rows(services, indicators_work
         assert update.vwap_eur_mwh == vwap
         assert update.vwap_basis == "ticks"
 
-    runner = ProjectionRunner(MarketProjection(), services.dsn, services.bootstrap)
-    await runner._open()
-    try:
-        await runner.catch_up()
-    finally:
-        await runner.close()
+    await project_market(services.dsn, services.bootstrap)
     rows = await pg.fetch("SELECT delivery_start, price_eur_mwh FROM market.prices WHERE market=$1 "
                           "ORDER BY delivery_start", market)
     assert [(r["delivery_start"], r["price_eur_mwh"]) for r in rows] == \
@@ -115,14 +99,8 @@ def _original(envelope) -> str:
 
 async def test_projection_killed_mid_stream_counts_every_tick_once(services, pg) -> None:
     market = f"KILL_{uuid.uuid4().hex[:8]}"
-    ticks = renamed(read_price_csv(CSV, start=datetime(2021, 1, 1, tzinfo=UTC),
-                                   end=datetime(2022, 1, 1, tzinfo=UTC)), market)
-    producer = make_producer(services.bootstrap)
-    await producer.start()
-    try:
-        await publish_ticks(producer, ticks, source="test")
-    finally:
-        await producer.stop()
+    ticks = real_ticks(market, datetime(2021, 1, 1, tzinfo=UTC), datetime(2022, 1, 1, tzinfo=UTC))
+    await publish(services.bootstrap, ticks)
 
     async def projected() -> int:
         try:
@@ -162,13 +140,13 @@ async def test_projection_killed_mid_stream_counts_every_tick_once(services, pg)
         proc.wait(10)
 
 
-async def test_rebuild_reproduces_the_same_tables(services, pg) -> None:
-    runner = ProjectionRunner(MarketProjection(), services.dsn, services.bootstrap)
-    await runner._open()
-    try:
-        await runner.catch_up()
-    finally:
-        await runner.close()
+async def test_rebuild_reproduces_the_same_tables(services, indicators_worker, pg) -> None:
+    market = f"REBUILD_{uuid.uuid4().hex[:8]}"
+    ticks = real_ticks(market, datetime(2020, 2, 1, tzinfo=UTC), datetime(2020, 2, 3, tzinfo=UTC))
+    await publish(services.bootstrap, ticks)
+    await read_until(services.bootstrap, INDICATORS.name,  # all derived events are in the log
+                     lambda msgs: sum(1 for m in msgs if m.payload.market == market) >= len(ticks))
+    await project_market(services.dsn, services.bootstrap)
     tables = ("prices", "indicators", "summary")
     before = {t: await pg.fetch(f"SELECT * FROM market.{t} ORDER BY 1, 2") for t in tables}
     assert before["prices"]

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import orjson
@@ -20,6 +17,7 @@ from gateways.market_data.awattar import (
     parse_awattar,
 )
 from gateways.market_data.price_file import read_price_csv
+from tests.sample_server import SampleServer, serve
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 JAN = (DATA / "samples" / "awattar_AT_2023-01-15.json").read_bytes()
@@ -132,45 +130,17 @@ ROUTES: dict[str, tuple[int, bytes]] = {
 }
 
 
-class _Server(ThreadingHTTPServer):
-    requests: list[tuple[str, dict[str, list[str]]]]
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_GET(self) -> None:
-        url = urlsplit(self.path)
-        self.server.requests.append((url.path, parse_qs(url.query)))
-        status, body = ROUTES.get(url.path, (404, b"not found"))
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[_Server]:
-    srv = _Server(("127.0.0.1", 0), _Handler)
-    srv.requests = []
-    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=5)
+def server() -> Iterator[SampleServer]:
+    with serve(ROUTES, "application/json") as srv:
+        yield srv
 
 
-async def test_client_sends_epoch_ms_window(server: _Server) -> None:
+async def test_client_sends_epoch_ms_window(server: SampleServer) -> None:
     async with httpx.AsyncClient(trust_env=False) as http:
         client = AwattarClient(f"{server.url}/v1/marketdata", "AT", http)
         ticks = await client.fetch(utc(2023, 1, 14, 23), utc(2023, 1, 15, 23))
@@ -180,7 +150,7 @@ async def test_client_sends_epoch_ms_window(server: _Server) -> None:
     assert query == {"start": ["1673737200000"], "end": ["1673823600000"]}
 
 
-async def test_client_clips_to_window_and_closes_own_http(server: _Server) -> None:
+async def test_client_clips_to_window_and_closes_own_http(server: SampleServer) -> None:
     async with AwattarClient(f"{server.url}/v1/marketdata", "AT") as client:
         ticks = await client.fetch(utc(2023, 1, 15, 6), utc(2023, 1, 15, 8))
     assert [(t.delivery_start, t.price_eur_mwh) for t in ticks] == [
@@ -195,7 +165,7 @@ async def test_client_clips_to_window_and_closes_own_http(server: _Server) -> No
      ("/broken", None, False, "not JSON")],
 )  # fmt: skip
 async def test_client_errors(
-    server: _Server, path: str, status: int | None, retriable: bool, message: str
+    server: SampleServer, path: str, status: int | None, retriable: bool, message: str
 ) -> None:
     async with AwattarClient(f"{server.url}{path}", "AT") as client:
         with pytest.raises(AwattarError, match=message) as info:

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -25,6 +22,7 @@ from gateways.market_data.entsoe import (
     zone_for_eic,
 )
 from schemas.market import PriceTickReceived
+from tests.sample_server import SampleServer, serve
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
 DE_LU = (SAMPLES / "entsoe_a44_DE-LU_2024-06-01_PT60M+PT15M_A03.xml").read_bytes()
@@ -194,42 +192,14 @@ ROUTES: dict[str, tuple[int, bytes]] = {
 }
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_GET(self) -> None:
-        url = urlsplit(self.path)
-        self.server.requests.append((url.path, parse_qs(url.query)))
-        status, body = ROUTES.get(url.path, (404, b"not found"))
-        self.send_response(status)
-        self.send_header("Content-Type", "application/xml")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
-class _Server(ThreadingHTTPServer):
-    requests: list[tuple[str, dict[str, list[str]]]]
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[_Server]:
-    srv = _Server(("127.0.0.1", 0), _Handler)
-    srv.requests = []
-    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=5)
+def server() -> Iterator[SampleServer]:
+    with serve(ROUTES, "application/xml") as srv:
+        yield srv
 
 
 async def _fetch(
@@ -239,7 +209,7 @@ async def _fetch(
         return await EntsoeClient(url, TOKEN, http).fetch_day_ahead(zone, start, end)
 
 
-async def test_client_builds_the_a44_query(server: _Server) -> None:
+async def test_client_builds_the_a44_query(server: SampleServer) -> None:
     ticks = await _fetch(f"{server.url}/api", utc(2024, 5, 31, 22), utc(2024, 6, 2, 22))
     assert len(ticks) == 240
     path, query = server.requests[-1]
@@ -254,7 +224,7 @@ async def test_client_builds_the_a44_query(server: _Server) -> None:
     }
 
 
-async def test_client_converts_to_utc_and_clips_to_window(server: _Server) -> None:
+async def test_client_converts_to_utc_and_clips_to_window(server: SampleServer) -> None:
     vienna = ZoneInfo("Europe/Vienna")
     start, end = datetime(2024, 6, 2, tzinfo=vienna), datetime(2024, 6, 2, 12, tzinfo=vienna)
     ticks = await _fetch(f"{server.url}/api", start, end)
@@ -266,7 +236,7 @@ async def test_client_converts_to_utc_and_clips_to_window(server: _Server) -> No
 
 
 @pytest.mark.parametrize("path", ["/ack", "/ack400"])
-async def test_client_no_matching_data_gives_empty_list(server: _Server, path: str) -> None:
+async def test_client_no_matching_data_gives_empty_list(server: SampleServer, path: str) -> None:
     assert await _fetch(f"{server.url}{path}", utc(2030, 1, 1), utc(2030, 1, 2), "AT") == []
     assert server.requests[-1][1]["in_Domain"] == ["10YAT-APG------L"]
 
@@ -280,7 +250,7 @@ async def test_client_no_matching_data_gives_empty_list(server: _Server, path: s
     ],
 )
 async def test_client_http_errors(
-    server: _Server, path: str, status: int, retriable: bool, message: str
+    server: SampleServer, path: str, status: int, retriable: bool, message: str
 ) -> None:
     with pytest.raises(EntsoeError, match=message) as info:
         await _fetch(f"{server.url}{path}", utc(2024, 6, 1), utc(2024, 6, 2))
@@ -299,7 +269,7 @@ async def test_client_connection_refused_is_retriable() -> None:
 
 
 async def test_client_owns_its_http_client_and_never_logs_the_token(
-    server: _Server, caplog: pytest.LogCaptureFixture
+    server: SampleServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     async with EntsoeClient(f"{server.url}/api", SecretStr(TOKEN)) as client:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import asyncpg
+from aiokafka import AIOKafkaProducer
 from fastapi import Depends, Request
 
 from infra.settings import Settings, get_settings
@@ -16,3 +17,10 @@ def get_pool(request: Request) -> asyncpg.Pool:
 
 PoolDep = Annotated[asyncpg.Pool, Depends(get_pool)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_producer(request: Request) -> AIOKafkaProducer:
+    return request.app.state.producer  # type: ignore[no-any-return]
+
+
+ProducerDep = Annotated[AIOKafkaProducer, Depends(get_producer)]

@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 import asyncpg
 from fastapi import FastAPI
 
-from api.routes import health, market
+from api.routes import health, market, orders, telemetry
+from infra.kafka_io import make_producer
 from infra.settings import Settings, get_settings
 from projections.framework import migrate
 from projections.registry import projections
@@ -20,12 +21,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = await asyncpg.create_pool(settings.dsn, min_size=1, max_size=10)
+        app.state.producer = make_producer(settings.bootstrap)  # commands/events out
+        await app.state.producer.start()
         async with app.state.pool.acquire() as conn:
             for projection in projections().values():
                 await migrate(conn, projection)  # tables exist before the first query
         try:
             yield
         finally:
+            await app.state.producer.stop()
             await app.state.pool.close()
 
     app = FastAPI(
@@ -38,4 +42,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.dependency_overrides[get_settings] = lambda: settings
     app.include_router(health.router)
     app.include_router(market.router)
+    app.include_router(telemetry.router)
+    app.include_router(orders.router)
     return app

@@ -33,6 +33,16 @@ PROJECTION_LAG = Gauge("bess_projection_lag_events", "Events not yet projected",
                        ["projection"], multiprocess_mode="mostrecent")
 PROJECTION_BATCH = Histogram("bess_projection_batch_seconds", "Projection batch write time",
                              ["projection"])
+EXPOSURE_BUY = Gauge("bess_trading_exposure_buy_eur", "Open BUY orders: remaining MWh x limit "
+                     "(G_EXPO_E), EUR", ["site", "market"], multiprocess_mode="mostrecent")
+EXPOSURE_SELL = Gauge("bess_trading_exposure_sell_eur", "Open SELL orders: remaining MWh x limit "
+                      "(G_EXPO_N), EUR", ["site", "market"], multiprocess_mode="mostrecent")
+PNL_REALISED = Gauge("bess_trading_pnl_realised_eur", "Realised PnL (G_PNL_REAL), EUR",
+                     ["site", "market"], multiprocess_mode="mostrecent")
+POSITION = Gauge("bess_trading_position_mwh", "Net position (bought - sold), MWh",
+                 ["site", "market"], multiprocess_mode="mostrecent")
+TRADES = Counter("bess_trading_trades", "Trades executed", ["market"])
+ORDERS = Counter("bess_trading_orders", "Order outcomes", ["stage", "outcome"])
 PUBLISHED = Counter("bess_gateway_published", "Events published by gateways", ["gateway", "topic"])
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from projections.framework import Projection
 from projections.market import MarketProjection
+from projections.telemetry import TelemetryProjection
+from projections.trading import TradingProjection
 
 
 def projections() -> dict[str, Projection]:
-    return {p.name: p for p in (MarketProjection(),)}
+    return {p.name: p for p in (MarketProjection(), TelemetryProjection(), TradingProjection())}

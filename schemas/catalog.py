@@ -11,6 +11,14 @@ from dataclasses import dataclass, field
 from schemas.base import Payload
 from schemas.dead_letter import MessageDeadLettered
 from schemas.market import MarketIndicatorsUpdated, PriceTickReceived
+from schemas.telemetry import (
+    DeviceOffline,
+    DeviceOnline,
+    SetpointDelivered,
+    SetpointIssued,
+    TelemetryReceived,
+)
+from schemas.trading import ORDER_COMMANDS, ORDER_EVENTS, TradeExecuted
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -56,7 +64,65 @@ INDICATORS = Topic(
     description="Mark price, EMA and VWAP per market after each tick or trade.",
 )
 
-TOPICS: tuple[Topic, ...] = (PRICE_TICKS, INDICATORS)
+ORDER_COMMANDS_TOPIC = Topic(
+    name="trading.order-commands.v1",
+    key="site (global kill switch: every partition)",
+    partitions=3,
+    payloads=ORDER_COMMANDS,
+    description="SubmitOrder/CancelOrder/ModifyOrder/SetKillSwitch from the API, the EMS and "
+                "the market maker; checked by pre-trade risk.",
+)
+MATCHING_INBOX = Topic(
+    name="trading.matching-inbox.v1",
+    key="market",
+    partitions=3,
+    payloads=ORDER_COMMANDS,
+    description="Order commands that passed pre-trade risk, keyed by market for the matching "
+                "engine.",
+)
+ORDER_EVENTS_TOPIC = Topic(
+    name="trading.order-events.v1",
+    key="site",
+    partitions=3,
+    payloads=ORDER_EVENTS,
+    description="Order lifecycle: accepted, rejected (with reason), modified, partially filled, "
+                "filled, cancelled, expired.",
+)
+TRADES = Topic(
+    name="trading.trades.v1",
+    key="market",
+    partitions=3,
+    payloads=(TradeExecuted,),
+    description="Executed trades (both sides, price rule, aggressor).",
+)
+
+TELEMETRY_READINGS = Topic(
+    name="telemetry.readings.v1",
+    key="site",
+    partitions=3,
+    payloads=(TelemetryReceived,),
+    description="Device readings (SoC, power, temperature, ...) from Modbus, MQTT and REST.",
+    retention_ms=30 * DAY_MS,
+)
+DEVICE_STATUS = Topic(
+    name="telemetry.device-status.v1",
+    key="site",
+    partitions=3,
+    payloads=(DeviceOffline, DeviceOnline, SetpointDelivered),
+    description="Device availability seen by the gateways, and setpoint delivery reports.",
+)
+SETPOINTS = Topic(
+    name="control.setpoints.v1",
+    key="site",
+    partitions=3,
+    payloads=(SetpointIssued,),
+    description="Active power setpoints per site, written to the devices by the gateways.",
+)
+
+TOPICS: tuple[Topic, ...] = (
+    PRICE_TICKS, INDICATORS, ORDER_COMMANDS_TOPIC, MATCHING_INBOX, ORDER_EVENTS_TOPIC, TRADES,
+    TELEMETRY_READINGS, DEVICE_STATUS, SETPOINTS,
+)
 
 
 def dlq_topic(topic: Topic) -> Topic:

@@ -20,7 +20,7 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import AwareDatetime, BaseModel
+from pydantic import ValidationError, AwareDatetime, BaseModel
 
 import schemas.catalog
 from schemas.base import Payload
@@ -91,6 +91,11 @@ def field_strategy(annotation: Any, metadata: Sequence[Any] = ()) -> st.SearchSt
     bounds = _bounds(metadata)
     if annotation is bool:
         return st.booleans()
+    if annotation is str:
+        min_len = max([m.min_length for m in metadata if isinstance(m, annotated_types.MinLen)] or [0])
+        max_len = min([m.max_length for m in metadata if isinstance(m, annotated_types.MaxLen)]
+                      or [40])
+        return st.text(min_size=min_len, max_size=max_len)
     if annotation is int:
         low = max(INT64_MIN, bounds.get("min_value", INT64_MIN) + bounds.get("exclude_min", 0))
         high = min(INT64_MAX, bounds.get("max_value", INT64_MAX) - bounds.get("exclude_max", 0))
@@ -98,7 +103,14 @@ def field_strategy(annotation: Any, metadata: Sequence[Any] = ()) -> st.SearchSt
     if annotation is float:
         return st.floats(allow_nan=False, allow_infinity=False, **bounds)
     if annotation is Decimal:
-        return st.decimals(allow_nan=False, allow_infinity=False, **bounds)
+        low, high = bounds.get("min_value"), bounds.get("max_value")
+        strategy = st.decimals(min_value=low, max_value=high, allow_nan=False,
+                               allow_infinity=False, places=6)
+        if bounds.get("exclude_min"):
+            strategy = strategy.filter(lambda d: d > low)
+        if bounds.get("exclude_max"):
+            strategy = strategy.filter(lambda d: d < high)
+        return strategy
     if annotation is AwareDatetime or annotation is datetime:
         return instants
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -112,7 +124,14 @@ def model_strategy(cls: type[BaseModel]) -> st.SearchStrategy[Any]:
         name: field_strategy(info.annotation, info.metadata)
         for name, info in cls.model_fields.items()
     }
-    return st.builds(cls, **fields)
+
+    def build(values: dict[str, Any]) -> BaseModel | None:
+        try:
+            return cls(**values)
+        except ValidationError:  # cross-field rules (e.g. delivery_end after delivery_start)
+            return None
+
+    return st.fixed_dictionaries(fields).map(build).filter(lambda m: m is not None)
 
 
 @st.composite

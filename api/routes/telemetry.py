@@ -1,0 +1,298 @@
+"""Telemetry: REST ingestion (seed 002), setpoints, site state, history, gateway config and
+connection tests (seed 003). Readings and setpoints are published to Kafka, never written to
+tables; the reads come from the ``telemetry`` projection."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from fastapi import APIRouter, Header, HTTPException, Query
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from api.deps import PoolDep, ProducerDep, SettingsDep
+from domain.telemetry.aggregation import (
+    SensorValue,
+    aggregate,
+    methods_from,
+    weights_from,
+)
+from domain.telemetry.registers import ProfileError
+from domain.telemetry.state import is_stale, source_label
+from domain.telemetry.validation import Limits
+from infra import modbus, mqtt
+from infra.api_keys import KeyRing
+from infra.kafka_io import publish
+from infra.settings import Settings
+from schemas.catalog import SETPOINTS, TELEMETRY_READINGS
+from schemas.envelope import new_envelope
+from schemas.telemetry import QUANTITIES, SetpointIssued, TelemetryReceived
+
+router = APIRouter(tags=["telemetry"])
+_KEYRINGS: dict[int, KeyRing] = {}
+REST_NAMES = {"soc_percent": "soc_pct", "soh_percent": "soh_pct"}
+"""REST body names of seed 002 that differ from the event's field names."""
+
+
+def _check_key(settings: Settings, key: str | None) -> None:
+    ring = _KEYRINGS.get(id(settings))
+    if ring is None:
+        ring = _KEYRINGS[id(settings)] = KeyRing.from_settings(settings)
+    if not ring.verify(key):
+        raise HTTPException(401, detail="missing or invalid X-API-KEY")
+
+
+class TelemetryIn(BaseModel):
+    """Body of ``POST /api/bess/telemetry`` (seed 002), plus optional site/device/timestamp."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    soc_percent: float | None = Field(None, description="State of charge, %.")
+    active_power_mw: float | None = Field(None, description="MW, positive = discharge.")
+    temperature_c: float | None = None
+    frequency_hz: float | None = None
+    voltage_v: float | None = None
+    soh_percent: float | None = None
+    pv_power_mw: float | None = None
+    load_power_mw: float | None = None
+    site: str | None = Field(None, description="Default: the first configured site.")
+    device_id: str | None = Field(None, description="Default: <site>-rest or <site>-manual.")
+    timestamp: AwareDatetime | None = Field(None, description="Device time; default: now.")
+    source: Literal["rest", "manual"] = Field("rest", description="manual = typed in by a user.")
+
+    @model_validator(mode="after")
+    def _some_value(self) -> TelemetryIn:
+        if not self.values():
+            raise ValueError("at least one of soc_percent, active_power_mw, temperature_c, ... "
+                             "is required")
+        return self
+
+    def values(self) -> dict[str, float]:
+        out = {}
+        for name in ("soc_percent", "active_power_mw", "temperature_c", "frequency_hz",
+                     "voltage_v", "soh_percent", "pv_power_mw", "load_power_mw"):
+            value = getattr(self, name)
+            if value is not None:
+                out[REST_NAMES.get(name, name)] = value
+        return out
+
+
+class TelemetryAnswer(BaseModel):
+    status: str
+    message: str
+    data: dict[str, Any]
+
+
+def _iso_ms(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+@router.post("/api/bess/telemetry", response_model=TelemetryAnswer)
+async def ingest(body: TelemetryIn, settings: SettingsDep, producer: ProducerDep,
+                 x_api_key: str | None = Header(None)) -> TelemetryAnswer:
+    """Ingest one reading (X-API-KEY); it is published to telemetry.readings.v1."""
+    _check_key(settings, x_api_key)
+    values = body.values()
+    problems = Limits().problems(values)
+    if problems:
+        raise HTTPException(422, detail=problems)
+    now = datetime.now(UTC)
+    site = body.site or settings.site_ids[0]
+    reading = TelemetryReceived(site=site, device_id=body.device_id or f"{site}-{body.source}",
+                                source=body.source, device_time=body.timestamp or now,
+                                received_at=now, **values)
+    envelope = new_envelope(reading, occurred_at=reading.device_time, source=f"api.{body.source}")
+    await (await publish(producer, TELEMETRY_READINGS.name, envelope))
+    data: dict[str, Any] = {k: getattr(body, k) for k in
+                            ("soc_percent", "active_power_mw", "temperature_c")}
+    data.update({k: v for k, v in body.model_dump(exclude_none=True).items()
+                 if k not in data and k not in ("timestamp", "source")})
+    data.update(timestamp=_iso_ms(reading.device_time), site=site, device_id=reading.device_id,
+                source=body.source, event_id=str(envelope.event_id))
+    return TelemetryAnswer(status="OK", message="Telemetrie erfolgreich aktualisiert", data=data)
+
+
+class SetpointIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    site: str
+    active_power_mw: float = Field(description="MW, positive = discharge.")
+    via: Literal["modbus", "mqtt"] | None = None
+    issued_by: str = "api"
+
+
+@router.post("/api/bess/setpoint", status_code=202)
+async def setpoint(body: SetpointIn, settings: SettingsDep, producer: ProducerDep,
+                   x_api_key: str | None = Header(None)) -> dict[str, Any]:
+    """Issue an active power setpoint for a site (X-API-KEY); the gateway writes it."""
+    _check_key(settings, x_api_key)
+    payload = SetpointIssued(site=body.site, active_power_mw=body.active_power_mw,
+                             issued_at=datetime.now(UTC), issued_by=body.issued_by, via=body.via)
+    envelope = new_envelope(payload, occurred_at=payload.issued_at, source="api")
+    await (await publish(producer, SETPOINTS.name, envelope))
+    return {"status": "accepted", "event_id": str(envelope.event_id), "site": body.site,
+            "active_power_mw": body.active_power_mw}
+
+
+class DevicePublic(BaseModel):
+    site: str
+    device_id: str
+    source: str
+    readings: int
+    last_device_time: datetime | None
+    online: bool | None
+    stale: bool
+    status_at: datetime | None
+    status_reason: str | None
+
+
+@router.get("/api/bess/status")
+async def status(pool: PoolDep, settings: SettingsDep) -> dict[str, Any]:
+    """Telemetry sources and, per site, its devices (online, stale) and latest setpoint."""
+    now = datetime.now(UTC)
+    devices = await pool.fetch("SELECT * FROM telemetry.devices ORDER BY site, device_id")
+    setpoints = {r["site"]: dict(r) for r in await pool.fetch("""
+        SELECT s.*, d.ok AS delivered_ok, d.delivered_at, d.delivered_to, d.error AS delivery_error
+        FROM telemetry.setpoints s LEFT JOIN LATERAL (
+            SELECT * FROM telemetry.setpoint_deliveries x WHERE x.setpoint_event_id = s.event_id
+            ORDER BY delivered_at DESC LIMIT 1) d ON true""")}
+    sites: dict[str, dict[str, Any]] = {s: {"site": s, "devices": []} for s in settings.site_ids}
+    for r in devices:
+        entry = sites.setdefault(r["site"], {"site": r["site"], "devices": []})
+        entry["devices"].append(DevicePublic(
+            **dict(r), stale=is_stale(r["last_device_time"], now,
+                                      settings.telemetry_stale_after_s)).model_dump(mode="json"))
+    for site, entry in sites.items():
+        sp = setpoints.get(site)
+        entry["setpoint"] = None if sp is None else {
+            k: (str(v) if k == "event_id" else v) for k, v in sp.items() if k != "site"}
+    return {"status": "OK", "sources": {
+        "modbus": settings.modbus_enabled, "mqtt": settings.mqtt_enabled,
+        "rest": bool(KeyRing.from_settings(settings))}, "sites": list(sites.values())}
+
+
+@router.get("/api/state")
+async def state(pool: PoolDep, settings: SettingsDep,
+                site: str | None = Query(None, description="Default: the first site.")
+                ) -> dict[str, Any]:
+    """Current state of a site: each quantity aggregated over its devices, with its source."""
+    site = site or settings.site_ids[0]
+    now = datetime.now(UTC)
+    rows = await pool.fetch("SELECT * FROM telemetry.latest WHERE site = $1", site)
+    methods = methods_from(settings.telemetry_aggregation)
+    weights = weights_from(settings.telemetry_sensor_weights)
+    out: dict[str, Any] = {"site": site, "as_of": None}
+    details: dict[str, Any] = {}
+    for quantity in QUANTITIES:
+        qrows = [r for r in rows if r["quantity"] == quantity]
+        if not qrows:
+            out[quantity] = None
+            continue
+        fresh = [r for r in qrows if not is_stale(r["device_time"], now,
+                                                  settings.telemetry_stale_after_s)]
+        used = fresh or qrows
+        value = aggregate([SensorValue(r["device_id"], r["value"], weights.get(r["device_id"], 1))
+                           for r in used], methods[quantity], settings.telemetry_outlier_z)
+        newest = max(used, key=lambda r: r["device_time"])
+        out[quantity] = value
+        details[quantity] = {
+            "value": value, "method": methods[quantity], "devices": [r["device_id"] for r in used],
+            "device_time": newest["device_time"], "source": newest["source"],
+            "source_label": source_label(newest["source"]), "stale": not fresh}
+        if out["as_of"] is None or newest["device_time"] > out["as_of"]:
+            out["as_of"] = newest["device_time"]
+    labels = {d["source_label"] for d in details.values()}
+    out["telemetry_source"] = labels.pop() if len(labels) == 1 else ("mixed" if labels else None)
+    out["details"] = details
+    return out
+
+
+@router.get("/api/history/state")
+async def history(pool: PoolDep, settings: SettingsDep,
+                  hours: float = Query(24, gt=0, le=24 * 366),
+                  site: str | None = Query(None), device_id: str | None = Query(None),
+                  bucket_s: int | None = Query(None, ge=1, description="Default: <= 500 points."),
+                  end: AwareDatetime | None = Query(None, description="Default: now.")
+                  ) -> dict[str, Any]:
+    """Readings of the last `hours` (by device time), averaged per bucket."""
+    site = site or settings.site_ids[0]
+    end = end or datetime.now(UTC)
+    start = end - timedelta(hours=hours)
+    bucket = bucket_s or max(1, math.ceil(hours * 3600 / 500))
+    avgs = ", ".join(f"avg({q}) AS {q}" for q in QUANTITIES)
+    rows = await pool.fetch(f"""
+        SELECT date_bin(make_interval(secs => $5), device_time, '2000-01-03 00:00+00') AS t,
+               count(*) AS n, {avgs}
+        FROM telemetry.readings
+        WHERE site = $1 AND ($2::text IS NULL OR device_id = $2)
+          AND device_time >= $3 AND device_time < $4
+        GROUP BY t ORDER BY t""", site, device_id, start, end, float(bucket))
+    points = [{"time": r["t"], "readings": r["n"],
+               **{q: r[q] for q in QUANTITIES if r[q] is not None}} for r in rows]
+    return {"site": site, "device_id": device_id, "start": start, "end": end, "bucket_s": bucket,
+            "count": len(points), "points": points}
+
+
+@router.get("/api/modbus/config")
+async def modbus_config(settings: SettingsDep) -> dict[str, Any]:
+    """Modbus gateway configuration: devices, interval, profiles available."""
+    try:
+        devices = [d.model_dump() for d in modbus.devices_from_settings(settings)]
+        error = None
+    except (ValueError, json.JSONDecodeError) as exc:
+        devices, error = [], str(exc)
+    return {"enabled": settings.modbus_enabled, "interval_s": settings.modbus_interval_s,
+            "timeout_s": settings.modbus_timeout_s,
+            "offline_after_failures": settings.modbus_offline_after,
+            "devices": devices, "devices_error": error,
+            "profiles": modbus.list_profiles(settings), "setpoint_via": settings.setpoint_via}
+
+
+class ModbusTestIn(BaseModel):
+    host: str | None = None
+    port: int | None = None
+    unit_id: int | None = None
+    profile: str | None = None
+    timeout_s: float = Field(2.0, gt=0, le=30)
+
+
+@router.post("/api/modbus/test")
+async def modbus_test(settings: SettingsDep, body: ModbusTestIn | None = None) -> dict[str, Any]:
+    """Connect to a Modbus device, read its profile's registers, report values or the error."""
+    body = body or ModbusTestIn()
+    host = body.host or settings.modbus_host
+    if host is None:
+        raise HTTPException(422, detail="host is required (no BESS_MODBUS_HOST configured)")
+    port = body.port or settings.modbus_port
+    unit = body.unit_id or settings.modbus_unit_id
+    try:
+        profile = modbus.load_profile(body.profile or settings.modbus_profile, settings)
+    except ProfileError as exc:
+        raise HTTPException(422, detail=str(exc)) from None
+    result = await modbus.probe(host, port, unit, profile, body.timeout_s)
+    return {"host": host, "port": port, "unit_id": unit, "profile": profile.name, **result}
+
+
+@router.get("/api/mqtt/config")
+async def mqtt_config(settings: SettingsDep) -> dict[str, Any]:
+    """MQTT gateway configuration (without the password)."""
+    return mqtt.public_config(settings)
+
+
+class MqttTestIn(BaseModel):
+    host: str | None = None
+    port: int | None = None
+    timeout_s: float = Field(3.0, gt=0, le=30)
+
+
+@router.post("/api/mqtt/test")
+async def mqtt_test(settings: SettingsDep, body: MqttTestIn | None = None) -> dict[str, Any]:
+    """Connect to the MQTT broker, publish and receive a probe message, report the timing."""
+    body = body or MqttTestIn()
+    update: dict[str, Any] = {}
+    if body.host:
+        update["mqtt_host"] = body.host
+    if body.port:
+        update["mqtt_port"] = body.port
+    return await mqtt.probe(settings.model_copy(update=update), body.timeout_s)

@@ -24,7 +24,11 @@ app.add_typer(projections_app, name="projections")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(kafka_app, name="kafka")
 
-WORKERS = ("indicators",)
+from infra.cli_telemetry import register as _register_telemetry  # noqa: E402
+
+_register_telemetry(app, gateway_app)  # gateway modbus|mqtt, simulate device, telemetry
+
+WORKERS = ("indicators", "risk", "matching")
 
 
 def _setup() -> None:
@@ -109,6 +113,10 @@ def worker(
     settings = get_settings()
     if name == "indicators":
         from streams.indicators.app import create_app
+    elif name == "risk":
+        from streams.trading.risk import create_app
+    elif name == "matching":
+        from streams.trading.matching import create_app
     else:
         raise typer.BadParameter(f"unknown worker {name!r}; known: {', '.join(WORKERS)}")
     faust_app = create_app(settings, web_port=web_port)
@@ -184,6 +192,21 @@ def gateway_market_data(
     else:
         raise typer.BadParameter(f"unknown source {source!r}")
     log.info("market-data gateway finished", published=n)
+
+
+@gateway_app.command("market-maker")
+def gateway_market_maker(
+    market: Annotated[str, typer.Option(help="market quoted")] = "EPEX_AT_INTRADAY_15MIN",
+    reference: Annotated[str, typer.Option(help="market whose mark price is followed")]
+    = "EPEX_AT_DAY_AHEAD_60MIN",
+    periods: Annotated[int, typer.Option(help="delivery quarter-hours quoted")] = 4,
+) -> None:
+    """Quote bids and asks around the real replayed price (demo liquidity)."""
+    from gateways.market_maker.service import MarketMaker
+
+    _setup()
+    asyncio.run(MarketMaker(get_settings(), reference_market=reference, market=market,
+                            periods=periods).run())
 
 
 @app.command()

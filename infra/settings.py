@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     postgres_port: int = 5433
 
     mqtt_host: str | None = Field(
-        default=None, description="External MQTT broker; unset = embedded."
+        default=None, description="External MQTT broker; unset = embedded.",
+        validation_alias=AliasChoices("BESS_MQTT_HOST", "BESS_MQTT_BROKER"),
     )
     mqtt_port: int = 1883
 
@@ -71,8 +72,62 @@ class Settings(BaseSettings):
     awattar_url_de: str = "https://api.awattar.de/v1/marketdata"
 
     # indicators
+    policy_file: Path = Field(default=PROJECT_ROOT / "policy" / "policy.yaml",
+                              description="Pre-trade risk policy (rates, site limits).")
     ema_span: int = Field(default=24, ge=1, description="EMA span N (alpha = 2/(N+1)).")
     vwap_window_s: int = Field(default=24 * 3600, ge=1, description="VWAP window, seconds.")
+
+    # telemetry (README "Telemetry"); BESS_MODBUS_* / BESS_MQTT_* as the predecessor's (seed 002)
+    sites: str = Field(default="site-1", description="Comma-separated site ids.")
+    modbus_enabled: bool = True
+    modbus_host: str | None = Field(default=None, description="One Modbus device (predecessor).")
+    modbus_port: int = 502
+    modbus_unit_id: int = 1
+    modbus_profile: str = Field(default="default", description="Profile name or YAML path.")
+    modbus_site: str | None = Field(default=None, description="Site of BESS_MODBUS_HOST.")
+    modbus_interval_s: float = Field(
+        default=1.0, gt=0, description="Poll interval, seconds.",
+        validation_alias=AliasChoices("BESS_MODBUS_INTERVAL_S", "BESS_UPDATE_INTERVAL"),
+    )
+    modbus_timeout_s: float = Field(default=1.0, gt=0)
+    modbus_offline_after: int = Field(default=3, ge=1, description="Failed polls until offline.")
+    modbus_devices: str | None = Field(
+        default=None, description="JSON list of {site, device_id, host, port, unit_id, "
+                                  "profile, interval_s} (several devices)."
+    )
+    modbus_profile_dir: Path | None = Field(default=None, description="Extra profile files.")
+    mqtt_enabled: bool = True
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    mqtt_tls: bool = False
+    mqtt_ca_file: Path | None = None
+    mqtt_tls_insecure: bool = False
+    mqtt_prefix: str = Field(default="bess", description="Per-site and discovery topic prefix.")
+    mqtt_topic_soc: str = "bess/soc"
+    mqtt_topic_power: str = "bess/power"
+    mqtt_topic_temp: str = "bess/temperature"
+    mqtt_site: str | None = Field(
+        default=None, description="Site of the predecessor topics and of discovered sensors "
+                                  "without a site (default: the first of BESS_SITES)."
+    )
+    mqtt_silent_after_s: float = Field(
+        default=30.0, gt=0, description="An MQTT device silent this long is reported offline."
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="REST ingestion key (plain; only its hash is kept)."
+    )
+    api_key_hashes: str = Field(
+        default="", description="Comma-separated sha256:<hex> or scrypt:<salt hex>:<hex> hashes."
+    )
+    setpoint_via: str = Field(default="modbus", description="Default setpoint route.")
+    telemetry_stale_after_s: float = Field(default=30.0, gt=0)
+    telemetry_aggregation: str = Field(
+        default="", description="quantity=method,... (mean, weighted_mean, max, min, sum, median)"
+    )
+    telemetry_sensor_weights: str = Field(default="", description="sensor_id=weight,...")
+    telemetry_outlier_z: float = Field(default=3.5, gt=0, description="Modified z-score limit.")
+    sim_modbus_port: int = Field(default=5020, description="First simulator port of `bess up`.")
+    simulate: bool = Field(default=True, description="`bess up` runs a simulated battery per site.")
 
     @property
     def kafka_embedded(self) -> bool:
@@ -91,6 +146,10 @@ class Settings(BaseSettings):
         if self.postgres_dsn is not None:
             return self.postgres_dsn.get_secret_value()
         return f"postgresql://bess@127.0.0.1:{self.postgres_port}/bess"
+
+    @property
+    def site_ids(self) -> list[str]:
+        return [s.strip() for s in self.sites.split(",") if s.strip()]
 
     @property
     def mqtt_embedded(self) -> bool:

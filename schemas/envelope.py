@@ -18,6 +18,7 @@ bytes that are not JSON, not an envelope, of an unknown event type or with an in
 from __future__ import annotations
 
 import uuid
+from functools import lru_cache
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Generic, TypeVar, cast
@@ -93,6 +94,13 @@ def register(cls: type[P]) -> type[P]:
     return cls
 
 
+@lru_cache(maxsize=None)
+def _envelope_model(cls: type[Payload]) -> type[Envelope[Any]]:
+    """`Envelope[cls]`, held strongly: pydantic caches parametrised generics only weakly, and
+    rebuilding one costs milliseconds."""
+    return Envelope[cls]  # type: ignore[valid-type]
+
+
 def new_envelope(
     payload: P,
     *,
@@ -105,7 +113,7 @@ def new_envelope(
 ) -> Envelope[P]:
     """Wrap `payload`; the key defaults to `payload.partition_key()`, the id to a random UUID4."""
     # Parametrise with the payload's runtime class so pydantic validates/serialises it exactly.
-    model = cast("type[Envelope[P]]", Envelope[type(payload)])  # type: ignore[misc]
+    model = cast("type[Envelope[P]]", _envelope_model(type(payload)))
     return model(
         event_id=event_id or uuid.uuid4(),
         event_type=payload.event_type,
@@ -178,15 +186,17 @@ def decode(data: bytes | str) -> Envelope[Any]:
     payload = raw["payload"]
     if not isinstance(payload, dict):
         raise MessageDecodeError("payload must be a JSON object")
-    while version < cls.schema_version:
-        upcast = REGISTRY.upcasters.get((event_type, version))
-        if upcast is None:
-            raise MessageDecodeError(f"no upcaster for {event_type} v{version}")
-        payload = upcast(payload)
-        version += 1
-    raw = {**raw, "payload": payload, "schema_version": version}
+    model = _envelope_model(cls)
     try:
-        return Envelope[cls].model_validate(raw)  # type: ignore[valid-type]
+        if version == cls.schema_version:  # fast path: validate the bytes in pydantic-core
+            return model.model_validate_json(data)
+        while version < cls.schema_version:
+            upcast = REGISTRY.upcasters.get((event_type, version))
+            if upcast is None:
+                raise MessageDecodeError(f"no upcaster for {event_type} v{version}")
+            payload = upcast(payload)
+            version += 1
+        return model.model_validate({**raw, "payload": payload, "schema_version": version})
     except ValidationError as exc:
         errors = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]

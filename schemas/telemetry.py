@@ -55,12 +55,8 @@ class TelemetryReceived(Payload):
 
     def quantities(self) -> dict[str, float]:
         """The reported quantities (non-null fields of `QUANTITIES`)."""
-        out: dict[str, float] = {}
-        for name in QUANTITIES:
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value
-        return out
+        return {name: value for name in QUANTITIES
+                if (value := getattr(self, name)) is not None}
 
 
 @register

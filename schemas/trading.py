@@ -45,6 +45,7 @@ RejectReason = Literal[
     # matching
     "gate_closed", "unknown_market", "invalid_price_tick", "invalid_quantity_step",
     "fok_not_fillable", "unknown_order", "duplicate_order", "order_not_open",
+    "quantity_below_filled",  # ModifyOrder: new total quantity <= the quantity already filled
 ]
 
 

@@ -85,6 +85,18 @@ def indicators_worker(services: Services) -> Iterator[subprocess.Popen[bytes]]:
         proc.kill()
 
 
+@pytest.fixture(scope="session")
+def mosquitto(services: Services) -> Iterator[int]:
+    """A real Mosquitto broker (Debian's binary) on a free port; yields the port."""
+    from infra.local.mosquitto import MosquittoServer
+    from infra.local.process import free_port
+
+    broker = MosquittoServer(services.home / "mosquitto", port=free_port())
+    broker.start()
+    yield broker.port
+    broker.stop()
+
+
 @pytest.fixture
 async def pg(services: Services) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(services.dsn)

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import AwareDatetime, BaseModel, Field
 
@@ -84,7 +85,8 @@ async def submit_order(body: OrderRequest, pool: PoolDep, producer: ProducerDep,
             row = await _order_row(pool, order_id)
             if row is not None:
                 code = 201 if row["status"] != "rejected" else 422
-                return JSONResponse(_jsonable(row) | {"event_id": str(envelope.event_id)}, code)
+                return JSONResponse(
+                    jsonable_encoder(_jsonable(row) | {"event_id": str(envelope.event_id)}), code)
             await asyncio.sleep(0.05)
     return JSONResponse({"order_id": str(order_id), "status": "submitted",
                          "event_id": str(envelope.event_id)}, 202)

@@ -22,6 +22,7 @@ from infra.local.kafka import KafkaServer
 from infra.local.mosquitto import MosquittoServer
 from infra.local.postgres import PostgresServer
 from infra.local.process import ManagedProcess
+from infra.local.telemetry_services import telemetry_commands
 from infra.logging import get_logger
 from infra.settings import Settings
 
@@ -79,11 +80,15 @@ def service_commands(settings: Settings, replay: bool = True) -> dict[str, list[
     py = [sys.executable, "-m", "infra.cli"]
     commands = {
         "indicators": [*py, "worker", "indicators", "--web-port", "6066"],
+        "risk": [*py, "worker", "risk", "--web-port", "6067"],
+        "matching": [*py, "worker", "matching", "--web-port", "6068"],
+        "market-maker": [*py, "gateway", "market-maker"],
         "projector": [*py, "projector", "all"],
         "api": [*py, "api"],
     }
     if replay:
         commands["market-data"] = [*py, "gateway", "market-data", "--source", "file"]
+    commands.update(telemetry_commands(settings, py))  # simulated batteries, gateways
     return commands
 
 

@@ -1,0 +1,18 @@
+"""Pre-trade risk: pure rules, the per-site risk state and the decider (issue 3, item 2).
+
+`decide(state, command, now, policy)` approves (and reserves) or rejects an order command;
+`evolve(state, payload, now)` folds telemetry, order events and kill switches into the state.
+`Policy.from_dict` validates the parsed ``policy/policy.yaml``. Pure: no I/O, no clock.
+"""
+
+from domain.risk.codec import state_from_dict, state_to_dict
+from domain.risk.config import RATE_WINDOW_S, Policy, PolicyError, SiteLimits
+from domain.risk.decider import RiskCommand, check, decide
+from domain.risk.rules import Block, Rejection
+from domain.risk.state import Delivery, KillSwitch, OpenOrder, RiskState, evolve
+
+__all__ = [
+    "RATE_WINDOW_S", "Block", "Delivery", "KillSwitch", "OpenOrder", "Policy", "PolicyError",
+    "Rejection", "RiskCommand", "RiskState", "SiteLimits", "check", "decide", "evolve",
+    "state_from_dict", "state_to_dict",
+]

@@ -5,16 +5,16 @@
 Set-up: an embedded single-node Kafka and a PostgreSQL with ``fsync=off, synchronous_commit=off,
 full_page_writes=off`` (durability is not measured: database numbers are upper bounds) on free
 ports in a temp dir removed afterwards; or BESS_KAFKA_BOOTSTRAP / BESS_POSTGRES_DSN when set (then
-run-unique markets, topics and schemas are used and dropped). Input: real ticks of
+run-unique markets, topics and schemas are used; the schemas are dropped). Input: real ticks of
 data/at_hourly_2015_2023.csv copied onto 30 markets (``model_copy`` of ``market``), interleaved by
 delivery hour, so each market gets its ticks in order and every tick yields one indicator update.
 
 1. Pipeline: the faust worker (``python -m infra.cli worker indicators``, exactly-once) runs as a
    subprocess, warmed up with one tick per market; timed from the first ``publish_ticks`` call to
    the moment a read_committed consumer has seen all N ``MarketIndicatorsUpdated`` of the run.
-   Reference (worker stopped): a bare aiokafka loop in a consumer group reads the same N tick
-   records (seeked to where the run starts), decodes nothing, sends each value and key to a
-   scratch topic with the system's producer settings; timed from its first record to the last ack.
+   Reference (worker stopped): a bare aiokafka loop in a fresh consumer group reads N records of
+   the same tick topic from the start, decodes nothing, sends each value and key to a scratch
+   topic with the system's producer settings; timed from its first record to the last ack.
 2. Projection writes: N ticks in a fresh topic; ``ProjectionRunner(MarketProjection)`` (topics
    overridden, own schema, max_batch 10 000) ``open()`` then timed ``catch_up()``. Reference: the
    same rows (decoded from the same bytes, untimed) ``copy_records_to_table`` into ``LIKE

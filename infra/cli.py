@@ -104,23 +104,34 @@ def schemas_export(out_dir: Annotated[Path, typer.Argument()] = Path("build/sche
 @app.command()
 def worker(
     name: Annotated[str, typer.Argument(help=f"one of {', '.join(WORKERS)}")],
-    web_port: Annotated[int | None, typer.Option(help="faust web port (serves /metrics)")] = None,
+    web_port: Annotated[int | None, typer.Option(help="port serving Prometheus /metrics")] = None,
 ) -> None:
-    """Run one stream processor (faust worker); scale by starting more (up to the partitions)."""
-    import faust
+    """Run one stream processor (exactly-once); scale by starting more (up to the partitions)."""
+    import signal
+
+    from prometheus_client import start_http_server
 
     _setup()
     settings = get_settings()
     if name == "indicators":
-        from streams.indicators.app import create_app
+        from streams.indicators.app import create_runtime
     elif name == "risk":
-        from streams.trading.risk import create_app
+        from streams.trading.risk import create_runtime
     elif name == "matching":
-        from streams.trading.matching import create_app
+        from streams.trading.matching import create_runtime
     else:
         raise typer.BadParameter(f"unknown worker {name!r}; known: {', '.join(WORKERS)}")
-    faust_app = create_app(settings, web_port=web_port)
-    faust.Worker(faust_app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    runtime = create_runtime(settings)
+    if web_port is not None:
+        start_http_server(web_port, addr="127.0.0.1")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, runtime.stop)
+        await runtime.run()
+
+    asyncio.run(main())
 
 
 @app.command()

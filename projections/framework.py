@@ -180,26 +180,35 @@ class ProjectionRunner:
         DEAD_LETTERS.labels(f"projection.{self.projection.name}", msg.topic).inc()
 
     async def _write(self, batch: dict[TopicPartition, list[Any]]) -> int:
-        """Apply one fetched batch; returns the number of newly applied messages."""
+        """Apply one fetched batch; returns the number of newly applied messages.
+
+        Decoding happens before the transaction (no locks held meanwhile); inside it, messages
+        at or below the stored offsets are skipped, so a redelivered batch applies once.
+        """
         assert self._conn is not None
         conn = self._conn
+        decoded: list[tuple[TopicPartition, Any, Envelope[Any] | None]] = []
+        for tp, messages in batch.items():
+            for msg in messages:
+                try:
+                    decoded.append((tp, msg, decode(msg.value)))
+                except MessageDecodeError as exc:
+                    decoded.append((tp, msg, None))
+                    await self._dead_letter(msg, exc.reason)
         with PROJECTION_BATCH.labels(self.projection.name).time():
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_id(self.tracking_name))
                 stored = await stored_offsets(conn, self.tracking_name, lock=True)
                 records: list[Record] = []
                 last: dict[tuple[str, int], int] = {}
-                for tp, messages in batch.items():
-                    floor = stored.get((tp.topic, tp.partition), -1)
-                    for msg in messages:
-                        if msg.offset <= floor:
-                            continue
-                        last[(tp.topic, tp.partition)] = msg.offset
-                        try:
-                            records.append(Record(tp.topic, tp.partition, msg.offset,
-                                                  decode(msg.value)))
-                        except MessageDecodeError as exc:
-                            await self._dead_letter(msg, exc.reason)
+                applied = 0
+                for tp, msg, envelope in decoded:
+                    if msg.offset <= stored.get((tp.topic, tp.partition), -1):
+                        continue
+                    applied += 1
+                    last[(tp.topic, tp.partition)] = msg.offset
+                    if envelope is not None:
+                        records.append(Record(tp.topic, tp.partition, msg.offset, envelope))
                 if not last:
                     return 0
                 if records:
@@ -212,7 +221,7 @@ class ProjectionRunner:
                     [(self.tracking_name, t, p, o) for (t, p), o in last.items()])
         self.positions.update(last)
         EVENTS.labels(f"projection.{self.projection.name}", "all").inc(len(records))
-        return len(last)
+        return applied
 
     async def step(self) -> int:
         """Fetch and apply one batch; returns how many messages advanced the offsets."""
@@ -236,7 +245,8 @@ class ProjectionRunner:
         assert self._consumer is not None
         parts = list(self._consumer.assignment())
         ends = await self._consumer.end_offsets(parts)
-        return sum(max(0, ends[tp] - await self._consumer.position(tp)) for tp in parts)
+        positions = [await self._consumer.position(tp) for tp in parts]
+        return sum(max(0, ends[tp] - pos) for tp, pos in zip(parts, positions, strict=True))
 
     async def run(self) -> None:
         """Run until `stop()`; reconnects are the supervisor's job (the process exits)."""

@@ -4,29 +4,29 @@ Consumes ``trading.order-commands.v1``, ``telemetry.readings.v1`` and ``trading.
 (all keyed by site, co-partitioned). Telemetry and order events evolve the site's `RiskState`;
 order commands are decided by `domain.risk.decide`: a rejection is published as `OrderRejected`
 (stage ``risk``) on the order-events topic, an approved command is forwarded to
-``trading.matching-inbox.v1`` keyed by market. The state lives in a faust table (changelog), so
-the processor resumes exactly where it stopped; everything runs exactly-once.
+``trading.matching-inbox.v1`` keyed by market. State, outputs and offsets commit together
+(`streams.runtime`), so the processor resumes exactly where it stopped.
 
 A global kill switch (`SetKillSwitch` with no site) arrives on every partition; it is kept under
-the table key ``*`` and applied to every site's decisions; partition 0 forwards it to every
+the state key ``*`` and applied to every site's decisions; partition 0 forwards it to every
 partition of the matching inbox so that resting orders are cancelled everywhere.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import faust
 import orjson
 import yaml
 
 from domain.risk import Policy, RiskState, decide, evolve
-from infra.metrics import EVENTS, ORDERS
+from infra.metrics import ORDERS
 from infra.settings import Settings
 from schemas.catalog import MATCHING_INBOX, ORDER_COMMANDS_TOPIC, ORDER_EVENTS_TOPIC
-from schemas.envelope import caused_by, encode, headers, new_envelope
+from schemas.envelope import caused_by, new_envelope
 from schemas.telemetry import TelemetryReceived
 from schemas.trading import (
     ORDER_COMMANDS,
@@ -36,12 +36,13 @@ from schemas.trading import (
     SetKillSwitch,
     SubmitOrder,
 )
-from streams.common import create_faust_app, decode_or_dead_letter
+from streams.runtime import Emit, Output, Processor, Runtime
 
 NAME = "risk"
 SOURCE = "streams.risk"
 TELEMETRY_TOPIC = "telemetry.readings.v1"
-GLOBAL = b"*"
+GLOBAL = "*"
+ACCEPTED = (*ORDER_COMMANDS, *ORDER_EVENTS, TelemetryReceived)
 
 
 def load_policy(path: Path) -> Policy:
@@ -53,47 +54,43 @@ def command_time(command: Any) -> Any:
     return getattr(command, "submitted_at", None) or command.requested_at
 
 
-def create_app(settings: Settings, web_port: int | None = None) -> faust.App:
-    app = create_faust_app(NAME, settings, web_port=web_port)
-    policy = load_policy(settings.policy_file)
-    source = app.topic(ORDER_COMMANDS_TOPIC.name, TELEMETRY_TOPIC, ORDER_EVENTS_TOPIC.name,
-                       key_serializer="raw", value_serializer="raw", internal=False)
-    order_events = app.topic(ORDER_EVENTS_TOPIC.name, key_serializer="raw",
-                             value_serializer="raw", internal=False)
-    inbox = app.topic(MATCHING_INBOX.name, key_serializer="raw", value_serializer="raw",
-                      internal=False)
-    dlqs = {t: app.topic(f"{t}.dlq", key_serializer="raw", value_serializer="raw", internal=False)
-            for t in (ORDER_COMMANDS_TOPIC.name, TELEMETRY_TOPIC, ORDER_EVENTS_TOPIC.name)}
-    states = app.Table("risk-state", default=None, partitions=ORDER_COMMANDS_TOPIC.partitions)
-    accepted = (*ORDER_COMMANDS, *ORDER_EVENTS, TelemetryReceived)
+class RiskProcessor(Processor):
+    name = NAME
+    inputs = (ORDER_COMMANDS_TOPIC.name, TELEMETRY_TOPIC, ORDER_EVENTS_TOPIC.name)
+    partitions = ORDER_COMMANDS_TOPIC.partitions
 
-    def load(site: str) -> RiskState:
-        raw = states.get(site.encode())
-        state = RiskState.from_dict(orjson.loads(raw)) if raw else RiskState(site=site)
-        global_raw = states.get(GLOBAL)
-        global_kill = RiskState.from_dict(orjson.loads(global_raw)).global_kill if global_raw else None
-        return replace(state, global_kill=global_kill)
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.states: dict[int, dict[str, RiskState]] = {}
 
-    def store(state: RiskState) -> None:
-        states[state.site.encode()] = orjson.dumps(state.to_dict())
+    def restore(self, partition: int, state: dict[bytes, bytes]) -> None:
+        self.states[partition] = {k.decode(): RiskState.from_dict(orjson.loads(v))
+                                  for k, v in state.items()}
 
-    @app.agent(source, name="risk")
-    async def process(stream: Any) -> None:
-        async for event in stream.events():
-            topic = event.message.topic
-            EVENTS.labels(NAME, topic).inc()
-            envelope = await decode_or_dead_letter(event, NAME, dlqs[topic], accepted)
+    def revoke(self, partition: int) -> None:
+        self.states.pop(partition, None)
+
+    def handle(self, partition: int, records: Sequence[Any], out: Output) -> None:
+        states = self.states.setdefault(partition, {})
+        changed: set[str] = set()
+
+        def load(site: str) -> RiskState:
+            state = states.get(site) or RiskState(site=site)
+            glob = states.get(GLOBAL)
+            return replace(state, global_kill=glob.global_kill if glob else None)
+
+        for record in records:
+            envelope = self.decode(record, out, ACCEPTED)
             if envelope is None:
                 continue
             payload = envelope.payload
             if isinstance(payload, SetKillSwitch) and payload.site is None:
-                current = load("*")
-                store(evolve(current, payload, payload.requested_at))
-                if event.message.partition == 0:
-                    for partition in range(MATCHING_INBOX.partitions):
-                        out = caused_by(envelope, payload, source=SOURCE)
-                        await inbox.send(key=GLOBAL, value=encode(out), partition=partition,
-                                         headers=headers(out))
+                states[GLOBAL] = evolve(load(GLOBAL), payload, payload.requested_at)
+                changed.add(GLOBAL)
+                if partition == 0:
+                    fwd = caused_by(envelope, payload, source=SOURCE)
+                    out.emits.extend(Emit.envelope(MATCHING_INBOX.name, fwd, partition=p)
+                                     for p in range(MATCHING_INBOX.partitions))
                 continue
             site = getattr(payload, "site", None)
             if site is None:
@@ -101,26 +98,28 @@ def create_app(settings: Settings, web_port: int | None = None) -> faust.App:
             state = load(site)
             if isinstance(payload, SubmitOrder | ModifyOrder | CancelOrder):
                 now = command_time(payload)
-                state, rejection = decide(state, payload, now, policy)
-                store(state)
+                state, rejection = decide(state, payload, now, self.policy)
                 if rejection is not None:
-                    out = caused_by(envelope, rejection, source=SOURCE, occurred_at=now)
-                    await order_events.send(key=site.encode(), value=encode(out),
-                                            headers=headers(out))
+                    out.emits.append(Emit.envelope(ORDER_EVENTS_TOPIC.name, caused_by(
+                        envelope, rejection, source=SOURCE, occurred_at=now)))
                     ORDERS.labels("risk", rejection.reason).inc()
                 else:
-                    out = new_envelope(payload, occurred_at=now, source=SOURCE,
+                    fwd = new_envelope(payload, occurred_at=now, source=SOURCE,
                                        correlation_id=envelope.correlation_id or envelope.event_id,
                                        causation_id=envelope.event_id, key=payload.market)
-                    await inbox.send(key=payload.market.encode(), value=encode(out),
-                                     headers=headers(out))
+                    out.emits.append(Emit.envelope(MATCHING_INBOX.name, fwd))
             elif isinstance(payload, SetKillSwitch):
-                store(evolve(state, payload, payload.requested_at))
-                out = caused_by(envelope, payload, source=SOURCE)
-                for partition in range(MATCHING_INBOX.partitions):  # resting orders anywhere
-                    await inbox.send(key=site.encode(), value=encode(out), partition=partition,
-                                     headers=headers(out))
+                state = evolve(state, payload, payload.requested_at)
+                fwd = caused_by(envelope, payload, source=SOURCE)
+                out.emits.extend(Emit.envelope(MATCHING_INBOX.name, fwd, partition=p)
+                                 for p in range(MATCHING_INBOX.partitions))
             else:
-                store(evolve(state, payload, envelope.occurred_at))
+                state = evolve(state, payload, envelope.occurred_at)
+            states[site] = state
+            changed.add(site)
+        for site in changed:
+            out.state[site.encode()] = orjson.dumps(states[site].to_dict())
 
-    return app
+
+def create_runtime(settings: Settings) -> Runtime:
+    return Runtime(RiskProcessor(load_policy(settings.policy_file)), settings.bootstrap)

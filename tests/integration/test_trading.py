@@ -197,6 +197,8 @@ async def test_matching_killed_mid_stream_loses_and_duplicates_no_trade(services
     mine = [m.payload for m in msgs if isinstance(m.payload, TradeExecuted)
             and m.payload.buy_order_id in ids]
     assert killed
+    dupes = [k for k, n in Counter(t.trade_id for t in mine).items() if n > 1]
+    assert not dupes, f"{len(mine)} trades, {len(dupes)} trade ids seen more than once"
     assert len(mine) == pairs
     assert len({t.trade_id for t in mine}) == pairs
     assert Counter(t.buy_order_id for t in mine).most_common(1)[0][1] == 1

@@ -1,0 +1,247 @@
+"""Exactly-once stateful stream processing on aiokafka transactions (KIP-98 consume-process-produce).
+
+Why not faust's exactly-once: faust-streaming routes every output through the transactional
+producer of the *destination* partition, so an output to a re-keyed topic (order events keyed
+by site from a matching engine keyed by market) is not in the transaction of the input offsets;
+`tests/integration/test_trading.py` saw duplicated trades after a SIGKILL that way. Here every
+input partition has its own transactional producer (``transactional.id = bess-<name>-<p>``, so a
+restarted worker fences its zombie) and ONE transaction per fetched batch of that partition
+holds: all outputs, the processor's state changes (a compacted changelog topic, written to the
+same partition number) and the consumed offsets. Either all of it commits or none of it.
+
+Inputs are co-partitioned topics consumed in the consumer group ``bess-<name>``; scale by
+starting more workers (up to the partition count). On assignment the state of a partition is
+restored from its changelog; on revocation it is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import TopicAlreadyExistsError
+
+from infra.kafka_io import dead_letter, partitions_of
+from infra.logging import get_logger
+from infra.metrics import DEAD_LETTERS, EVENTS
+from schemas.envelope import Envelope, MessageDecodeError, decode, encode, headers
+
+log = get_logger("streams.runtime")
+
+
+@dataclass(frozen=True)
+class Emit:
+    """One output record; `partition` None = the producer's key partitioner (murmur2)."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    partition: int | None = None
+
+    @classmethod
+    def envelope(cls, topic: str, envelope: Envelope[Any], partition: int | None = None) -> Emit:
+        return cls(topic, envelope.key.encode(), encode(envelope), headers(envelope), partition)
+
+
+@dataclass
+class Output:
+    """What handling one batch produced: records to send and state changes (None = delete)."""
+
+    emits: list[Emit] = field(default_factory=list)
+    state: dict[bytes, bytes | None] = field(default_factory=dict)
+
+
+class Processor(ABC):
+    """A processor: name, co-partitioned input topics, per-partition state and `handle`."""
+
+    name: str
+    inputs: tuple[str, ...]
+    partitions: int
+
+    def decode(self, record: Any, out: Output, accepted: tuple[type, ...]) -> Envelope[Any] | None:
+        """Decode a record; on failure add a dead letter to `out` and return None."""
+        EVENTS.labels(self.name, record.topic).inc()
+        try:
+            envelope = decode(record.value)
+            if not isinstance(envelope.payload, accepted):
+                raise MessageDecodeError(f"{envelope.event_type} does not belong on {record.topic}")
+            return envelope
+        except MessageDecodeError as exc:
+            letter = dead_letter(topic=record.topic, partition=record.partition,
+                                 offset=record.offset, key=record.key, value=record.value,
+                                 error=exc.reason, processor=self.name,
+                                 timestamp_ms=record.timestamp)
+            out.emits.append(Emit.envelope(f"{record.topic}.dlq", letter))
+            DEAD_LETTERS.labels(self.name, record.topic).inc()
+            log.warning("dead-lettered", topic=record.topic, partition=record.partition,
+                        offset=record.offset, reason=exc.reason)
+            return None
+
+    @abstractmethod
+    def restore(self, partition: int, state: dict[bytes, bytes]) -> None:
+        """Rebuild the in-memory state of `partition` from its changelog."""
+
+    def revoke(self, partition: int) -> None:  # noqa: B027 - optional hook
+        """Drop the in-memory state of `partition`."""
+
+    @abstractmethod
+    def handle(self, partition: int, records: Sequence[Any], out: Output) -> None:
+        """Process `records` (of one input partition number, in offset order per topic)."""
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.runtime._revoke({tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.runtime._assign({tp.partition for tp in assigned})
+
+
+class Runtime:
+    """Runs one `Processor` exactly-once against `bootstrap`."""
+
+    def __init__(self, processor: Processor, bootstrap: str, *, max_records: int = 2000,
+                 linger_ms: int = 5) -> None:
+        self.p = processor
+        self.bootstrap = bootstrap
+        self.group = f"bess-{processor.name}"
+        self.changelog = f"bess-{processor.name}-state"
+        self.max_records = max_records
+        self.linger_ms = linger_ms
+        self.producers: dict[int, AIOKafkaProducer] = {}
+        self.consumer: AIOKafkaConsumer | None = None
+        self._stop = asyncio.Event()
+        self._lock = asyncio.Lock()  # the rebalance listener runs concurrently with the loop
+
+    async def _ensure_changelog(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            if self.changelog not in await admin.list_topics():
+                await admin.create_topics([NewTopic(
+                    self.changelog, self.p.partitions, 1,
+                    topic_configs={"cleanup.policy": "compact"})])
+        except TopicAlreadyExistsError:
+            pass
+        finally:
+            await admin.close()
+
+    async def _read_changelog(self, partition: int) -> dict[bytes, bytes]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
+                                    isolation_level="read_committed", enable_auto_commit=False)
+        await consumer.start()
+        state: dict[bytes, bytes] = {}
+        try:
+            tp = TopicPartition(self.changelog, partition)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            end = (await consumer.end_offsets([tp]))[tp]
+            while await consumer.position(tp) < end:
+                for msg in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
+                    if msg.value is None:
+                        state.pop(msg.key, None)
+                    else:
+                        state[msg.key] = msg.value
+        finally:
+            await consumer.stop()
+        return state
+
+    async def _assign(self, partitions: set[int]) -> None:
+        async with self._lock:
+            await self._assign_locked(partitions)
+
+    async def _assign_locked(self, partitions: set[int]) -> None:
+        for p in sorted(partitions):
+            if p in self.producers:
+                continue
+            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap,
+                                        transactional_id=f"{self.group}-{p}",
+                                        enable_idempotence=True, linger_ms=self.linger_ms)
+            await producer.start()  # init_transactions: fences a zombie with the same id
+            self.producers[p] = producer
+            self.p.restore(p, await self._read_changelog(p))
+            log.info("partition assigned", processor=self.p.name, partition=p)
+
+    async def _revoke(self, partitions: set[int]) -> None:
+        async with self._lock:
+            self._revoke_locked(partitions)
+            for p in partitions:
+                producer = self.producers.pop(p, None)
+                if producer is not None:
+                    await producer.stop()
+
+    def _revoke_locked(self, partitions: set[int]) -> None:
+        for p in partitions:
+            self.p.revoke(p)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        await self._ensure_changelog()
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=self.group, enable_auto_commit=False,
+            isolation_level="read_committed", auto_offset_reset="earliest",
+            max_poll_records=self.max_records,
+            # range assignment keeps partition p of every co-partitioned input on one worker
+            partition_assignment_strategy=(RangePartitionAssignor,))
+        await self.consumer.start()
+        missing = set(self.p.inputs) - {tp.topic for tp in await partitions_of(
+            self.consumer, list(self.p.inputs))}
+        if missing:
+            await self.consumer.stop()
+            raise RuntimeError(f"input topics missing: {sorted(missing)}; run `bess topics create`")
+        self.consumer.subscribe(list(self.p.inputs), listener=_Listener(self))
+        log.info("processor started", processor=self.p.name, inputs=self.p.inputs)
+        try:
+            while not self._stop.is_set():
+                batch = await self.consumer.getmany(timeout_ms=200, max_records=self.max_records)
+                by_partition: dict[int, list[tuple[TopicPartition, list[Any]]]] = defaultdict(list)
+                for tp, records in batch.items():
+                    by_partition[tp.partition].append((tp, records))
+                for p, parts in by_partition.items():
+                    await self._transact(p, parts)
+        finally:
+            await self.consumer.stop()
+            for producer in self.producers.values():
+                await producer.stop()
+
+    async def _transact(self, p: int, parts: list[tuple[TopicPartition, list[Any]]]) -> None:
+        assert self.consumer is not None
+        assigned = {tp.partition for tp in self.consumer.assignment()}
+        if p not in assigned:  # revoked meanwhile: the new owner processes these records
+            return
+        if p not in self.producers:  # records can arrive before the listener finished
+            await self._assign({p})
+        producer = self.producers[p]
+        out = Output()
+        records = [r for _, rs in parts for r in rs]
+        log.debug("batch", processor=self.p.name, partition=p, records=len(records))
+        try:
+            self.p.handle(p, records, out)
+            async with producer.transaction():
+                for e in out.emits:
+                    await producer.send(e.topic, e.value, key=e.key, headers=e.headers,
+                                        partition=e.partition)
+                for key, value in out.state.items():
+                    await producer.send(self.changelog, value, key=key, partition=p)
+                await producer.send_offsets_to_transaction(
+                    {tp: rs[-1].offset + 1 for tp, rs in parts}, self.group)
+        except Exception:
+            # nothing of this batch is visible: rewind the input and rebuild the state
+            log.exception("batch failed, rewinding", processor=self.p.name, partition=p)
+            for tp, rs in parts:
+                self.consumer.seek(tp, rs[0].offset)
+            self.p.restore(p, await self._read_changelog(p))
+            await asyncio.sleep(1.0)

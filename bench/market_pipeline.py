@@ -348,7 +348,7 @@ def table(res: dict[str, Any]) -> str:
              "| Measurement | System | Reference | Ratio | Target | Met |",
              "|---|---|---|---|---|---|"]
     for key, label, ref, goal in (
-            ("pipeline", "Pipeline: CSV ticks -> MarketIndicatorsUpdated (faust EOS worker)",
+            ("pipeline", "Pipeline: CSV ticks -> MarketIndicatorsUpdated (exactly-once worker)",
              "bare aiokafka consume->produce", 0.40),
             ("projection", "Projection writes: ProjectionRunner(MarketProjection).catch_up",
              "asyncpg COPY, 10k batches", 0.50)):
@@ -364,7 +364,7 @@ def table(res: dict[str, Any]) -> str:
                  f"{lag['p99_ms']:.0f} / max {lag['max_ms']:.0f} ms ({lag['achieved_rate']:,.0f}"
                  f" ev/s sent) | | | p99 <= 500 ms | {'yes' if ok else '**no**'} |")
     if "error" not in p:
-        lines.append(f"\nfaust worker: {p['worker_cpu_ms_per_event']:.2f} ms CPU/event, busy "
+        lines.append(f"\nworker: {p['worker_cpu_ms_per_event']:.2f} ms CPU/event, busy "
                      f"{p['worker_cpu_share']:.0%} of the run; warm-up {p['worker_warmup_s']:.1f}"
                      f" s; publish_ticks {p['publish_ticks_events_per_s']:,.0f} ev/s")
     return "\n".join(lines)

@@ -123,7 +123,7 @@ def worker(
         raise typer.BadParameter(f"unknown worker {name!r}; known: {', '.join(WORKERS)}")
     runtime = create_runtime(settings)
     if web_port is not None:
-        start_http_server(web_port, addr="127.0.0.1")
+        start_http_server(web_port, addr=settings.metrics_host)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

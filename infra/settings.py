@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     )
     mqtt_port: int = 1883
 
+    metrics_host: str = Field(default="127.0.0.1", description="Bind address of workers' /metrics.")
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 

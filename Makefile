@@ -35,6 +35,8 @@ lint: install ## ruff, mypy (strict on domain/ and schemas/), import contracts
 
 bench: install ## benchmarks with same-run references (see bench/README.md)
 	$(BIN)/python -m bench.market_pipeline
+	$(BIN)/python -m bench.matching
+	$(BIN)/python -m bench.telemetry
 
 clean: ## remove the virtualenv and the state of `bess up`
 	rm -rf $(VENV) .run

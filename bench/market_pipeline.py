@@ -9,7 +9,7 @@ run-unique markets, topics and schemas are used; the schemas are dropped). Input
 data/at_hourly_2015_2023.csv copied onto 30 markets (``model_copy`` of ``market``), interleaved by
 delivery hour, so each market gets its ticks in order and every tick yields one indicator update.
 
-1. Pipeline: the faust worker (``python -m infra.cli worker indicators``, exactly-once) runs as a
+1. Pipeline: the indicators worker (``python -m infra.cli worker indicators``, exactly-once) runs as a
    subprocess, warmed up with one tick per market; timed from the first ``publish_ticks`` call to
    the moment a read_committed consumer has seen all N ``MarketIndicatorsUpdated`` of the run.
    Reference (worker stopped): a bare aiokafka loop in a fresh consumer group reads N records of

@@ -111,7 +111,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 class Runtime:
     """Runs one `Processor` exactly-once against `bootstrap`."""
 
-    def __init__(self, processor: Processor, bootstrap: str, *, max_records: int = 2000,
+    def __init__(self, processor: Processor, bootstrap: str, *, max_records: int = 5000,
                  linger_ms: int = 5) -> None:
         self.p = processor
         self.bootstrap = bootstrap
@@ -210,8 +210,9 @@ class Runtime:
                 by_partition: dict[int, list[tuple[TopicPartition, list[Any]]]] = defaultdict(list)
                 for tp, records in batch.items():
                     by_partition[tp.partition].append((tp, records))
-                for p, parts in by_partition.items():
-                    await self._transact(p, parts)
+                # partitions are independent (own producer, own state): overlap their commits
+                await asyncio.gather(*(self._transact(p, parts)
+                                       for p, parts in by_partition.items()))
         finally:
             await self.consumer.stop()
             for producer in self.producers.values():

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from schemas.catalog import Topic, all_topics
+from schemas.catalog import Topic, all_topics, internal_topics
 from schemas.dead_letter import MessageDeadLettered
 from schemas.envelope import Envelope, encode, headers, new_envelope
 
@@ -22,7 +22,7 @@ async def ensure_topics(bootstrap: str, topics: tuple[Topic, ...] | None = None,
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = [t for t in (topics or all_topics()) if t.name not in existing]
+        wanted = [t for t in (topics or all_topics() + internal_topics()) if t.name not in existing]
         created = []
         for topic in wanted:
             try:

@@ -148,3 +148,12 @@ def by_name(name: str) -> Topic:
         if topic.name == name:
             return topic
     raise KeyError(name)
+
+
+def internal_topics() -> tuple[Topic, ...]:
+    """Compacted changelogs of the stream processors' state (`streams.runtime`): not a
+    contract for other teams, created with the catalog so that they exist before any worker."""
+    return tuple(
+        Topic(name=f"bess-{name}-state", key="processor state key", partitions=3, payloads=(),
+              description=f"State changelog of the {name} processor.", cleanup_policy="compact")
+        for name in ("indicators", "risk", "matching"))

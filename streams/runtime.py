@@ -210,9 +210,8 @@ class Runtime:
                 by_partition: dict[int, list[tuple[TopicPartition, list[Any]]]] = defaultdict(list)
                 for tp, records in batch.items():
                     by_partition[tp.partition].append((tp, records))
-                # partitions are independent (own producer, own state): overlap their commits
-                await asyncio.gather(*(self._transact(p, parts)
-                                       for p, parts in by_partition.items()))
+                for p, parts in by_partition.items():
+                    await self._transact(p, parts)
         finally:
             await self.consumer.stop()
             for producer in self.producers.values():

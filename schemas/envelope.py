@@ -18,9 +18,9 @@ bytes that are not JSON, not an envelope, of an unknown event type or with an in
 from __future__ import annotations
 
 import uuid
-from functools import lru_cache
 from collections.abc import Callable
 from datetime import datetime
+from functools import cache
 from typing import Any, Generic, TypeVar, cast
 
 import orjson
@@ -94,7 +94,7 @@ def register(cls: type[P]) -> type[P]:
     return cls
 
 
-@lru_cache(maxsize=None)
+@cache
 def _envelope_model(cls: type[Payload]) -> type[Envelope[Any]]:
     """`Envelope[cls]`, held strongly: pydantic caches parametrised generics only weakly, and
     rebuilding one costs milliseconds."""

@@ -20,7 +20,7 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError, AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, ValidationError
 
 import schemas.catalog
 from schemas.base import Payload

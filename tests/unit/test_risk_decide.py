@@ -283,15 +283,15 @@ def test_no_sliding_minute_of_event_time_holds_more_approvals_than_the_limit(
 
 
 def test_liquidity_provider_needs_no_telemetry_but_keeps_rate_and_kill_switch() -> None:
+    import uuid
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
     from pathlib import Path
 
     import yaml
 
     from domain.risk import Policy, RiskState, decide
     from schemas.trading import SetKillSwitch, Side, SubmitOrder
-    from datetime import UTC, datetime, timedelta
-    from decimal import Decimal
-    import uuid
 
     policy = Policy.from_dict(yaml.safe_load(Path("policy/policy.yaml").read_text()))
     now = datetime(2026, 1, 1, 12, tzinfo=UTC)

@@ -169,8 +169,10 @@ class Runtime:
                                         transactional_id=f"{self.group}-{p}",
                                         enable_idempotence=True, linger_ms=self.linger_ms)
             await producer.start()  # init_transactions: fences a zombie with the same id
-            self.producers[p] = producer
+            # restore BEFORE publishing the producer: the loop processes a partition as soon as
+            # it has a producer, and must never see a half-restored state
             self.p.restore(p, await self._read_changelog(p))
+            self.producers[p] = producer
             log.info("partition assigned", processor=self.p.name, partition=p)
 
     async def _revoke(self, partitions: set[int]) -> None:

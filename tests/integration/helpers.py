@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import httpx
 from aiokafka import AIOKafkaConsumer
 
 from gateways.market_data.price_file import read_price_csv
@@ -81,3 +85,23 @@ async def read_until(bootstrap: str, topic: str, done: Callable[[list[Any]], boo
         return out
     finally:
         await consumer.stop()
+
+
+def _spawn_api(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "infra.cli", "api"], env=env,
+                                cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+
+async def start_api(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Run `bess api` as a subprocess with `env` (BESS_API_PORT set) and wait for /health."""
+    proc = _spawn_api(env, log)
+    base = f"http://127.0.0.1:{env['BESS_API_PORT']}"
+    async with httpx.AsyncClient() as client:
+        for _ in range(150):
+            try:
+                if (await client.get(f"{base}/health", timeout=1)).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                await asyncio.sleep(0.2)
+    return proc, base

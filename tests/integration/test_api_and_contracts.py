@@ -6,7 +6,6 @@ import asyncio
 import json
 import shutil
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime
 
@@ -18,17 +17,17 @@ from infra.local.process import free_port
 from infra.settings import PROJECT_ROOT
 from schemas.catalog import INDICATORS, PRICE_TICKS
 from schemas.export import export
-from tests.integration.helpers import project_market, publish, read_until, real_ticks
+from tests.integration.helpers import (
+    project_market,
+    publish,
+    read_until,
+    real_ticks,
+    start_api,
+)
 
 pytestmark = pytest.mark.integration
 CSV = PROJECT_ROOT / "data" / "at_hourly_2015_2023.csv"
 
-
-def _spawn_api(services, port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "api"],
-        env=services.env(BESS_API_PORT=str(port)), cwd=PROJECT_ROOT,
-        stdout=open(services.home / "api.log", "ab"), stderr=subprocess.STDOUT)
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +39,8 @@ async def api_market(services, indicators_worker):
     await read_until(services.bootstrap, INDICATORS.name,
                      lambda m: sum(1 for e in m if e.payload.market == market) >= len(ticks), 90)
     await project_market(services.dsn, services.bootstrap)
-    port = free_port()
-    proc = _spawn_api(services, port)
-    base = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient() as client:
-        for _ in range(100):
-            try:
-                if (await client.get(f"{base}/health", timeout=1)).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                await asyncio.sleep(0.2)
+    proc, base = await start_api(services.env(BESS_API_PORT=str(free_port())),
+                                 services.home / "api.log")
     yield base, market, ticks
     proc.terminate()
     proc.wait(10)

@@ -4,11 +4,7 @@ the projection turns into /api/state (aggregated, with the source label), /api/h
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,19 +14,13 @@ from gateways.simulator.device import SimulatedBattery
 from infra.api_keys import hash_key
 from infra.local.process import free_port
 from infra.modbus import load_profile
-from infra.settings import PROJECT_ROOT
 from schemas.catalog import SETPOINTS, TELEMETRY_READINGS
-from tests.integration.helpers import read_until
+from tests.integration.helpers import read_until, start_api
 from tests.integration.telemetry_helpers import project_telemetry
 
 pytestmark = pytest.mark.integration
 KEY = "bess_telemetry_key"
 
-
-def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "infra.cli", "api"], env=env,
-                                cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT)
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +36,7 @@ async def api(services, mosquitto):
                        BESS_TELEMETRY_AGGREGATION="temperature_c=weighted_mean",
                        BESS_TELEMETRY_SENSOR_WEIGHTS="t-room=3")
     env.pop("BESS_API_KEY", None)
-    proc = _spawn(env, services.home / "api-tel.log")
-    base = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient() as client:
-        for _ in range(150):
-            try:
-                if (await client.get(f"{base}/health", timeout=1)).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                await asyncio.sleep(0.2)
+    proc, base = await start_api(env, services.home / "api-tel.log")
     yield base, site, sim_port
     proc.terminate()
     proc.wait(10)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -17,14 +16,13 @@ import pytest
 
 from infra.kafka_io import make_producer, publish
 from infra.local.process import free_port
-from infra.settings import PROJECT_ROOT
 from projections.framework import ProjectionRunner
 from projections.trading import TradingProjection
 from schemas.catalog import MATCHING_INBOX, ORDER_COMMANDS_TOPIC, TRADES
 from schemas.envelope import new_envelope
 from schemas.telemetry import TelemetryReceived
 from schemas.trading import Side, SubmitOrder, TradeExecuted
-from tests.integration.helpers import read_until
+from tests.integration.helpers import read_until, start_api
 
 pytestmark = pytest.mark.integration
 MARKET = "EPEX_AT_INTRADAY_15MIN"
@@ -39,16 +37,13 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="module")
-def trading(services):
+async def trading(services):
     procs = {name: services.spawn("worker", name, log_name=f"{name}-worker")
              for name in ("risk", "matching")}
     procs["projector"] = services.spawn("projector", "trading", log_name="projector-trading")
-    port = free_port()
-    api = subprocess.Popen([sys.executable, "-m", "infra.cli", "api"],
-                           env=services.env(BESS_API_PORT=str(port)), cwd=PROJECT_ROOT,
-                           stdout=open(services.home / "api-trading.log", "ab"),  # noqa: SIM115
-                           stderr=subprocess.STDOUT)
-    yield procs, f"http://127.0.0.1:{port}"
+    api, base = await start_api(services.env(BESS_API_PORT=str(free_port())),
+                                services.home / "api-trading.log")
+    yield procs, base
     _stop(api)
     for proc in procs.values():
         _stop(proc)
@@ -89,15 +84,6 @@ async def project(services) -> None:
     await ProjectionRunner(TradingProjection(), services.dsn, services.bootstrap).run_to_end()
 
 
-async def wait_api(client: httpx.AsyncClient) -> None:
-    for _ in range(150):
-        try:
-            if (await client.get("/health")).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        await asyncio.sleep(0.2)
-
 
 async def poll(fn, timeout_s: float = 60.0):
     deadline = asyncio.get_running_loop().time() + timeout_s
@@ -116,7 +102,6 @@ async def test_orders_through_api_reach_trades_and_positions(services, trading) 
     await send(services.bootstrap, ORDER_COMMANDS_TOPIC.name, [ask])
 
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-        await wait_api(client)
 
         async def projected_order(order_id: str):
             await project(services)

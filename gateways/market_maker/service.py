@@ -49,7 +49,8 @@ class MarketMaker:
         first = now.replace(minute=(now.minute // self.period_minutes) * self.period_minutes,
                             second=0, microsecond=0) + step
         starts = [first + k * step for k in range(self.periods + 1)]
-        return [s for s in starts if s - timedelta(seconds=self.gate_closure_s) > now][: self.periods]
+        closure = timedelta(seconds=self.gate_closure_s)
+        return [s for s in starts if s - closure > now][: self.periods]
 
     def commands(self, reference: float, now: datetime) -> list[SubmitOrder | CancelOrder]:
         """Cancels of the previous quotes, then the new ladder for every open period."""
@@ -65,7 +66,8 @@ class MarketMaker:
                     order_id=order_id, account=self.account, site=self.site, market=self.market,
                     side=quote.side, quantity_mwh=quote.quantity_mwh,
                     limit_price_eur_mwh=quote.price_eur_mwh, time_in_force=TimeInForce.GTC,
-                    delivery_start=start, delivery_end=start + timedelta(minutes=self.period_minutes),
+                    delivery_start=start,
+                    delivery_end=start + timedelta(minutes=self.period_minutes),
                     submitted_at=now))
         return out
 

@@ -23,6 +23,7 @@ from infra.kafka_io import make_producer
 from infra.logging import get_logger
 from infra.modbus import ModbusDevice, ModbusDeviceError, ModbusReader, load_profile
 from infra.settings import Settings
+from infra.tasks import run_until_first_error
 from schemas.envelope import Envelope
 from schemas.telemetry import (
     DeviceOffline,
@@ -151,15 +152,8 @@ async def run_gateway(settings: Settings, devices: list[ModbusDevice],
     tasks.append(asyncio.create_task(consume_setpoints(
         settings.bootstrap, "modbus", settings.setpoint_via, by_site.keys, write, ready)))
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for t in done:
-            t.result()
+        await run_until_first_error(tasks)
     finally:
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
         for p in pollers:
             p.reader.close()
         with contextlib.suppress(Exception):

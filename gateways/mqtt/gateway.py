@@ -23,6 +23,7 @@ from infra import mqtt
 from infra.kafka_io import make_producer
 from infra.logging import get_logger
 from infra.settings import Settings
+from infra.tasks import run_until_first_error
 from schemas.envelope import Envelope
 from schemas.telemetry import DeviceOffline, DeviceOnline, SetpointDelivered, SetpointIssued
 
@@ -148,15 +149,8 @@ async def run_gateway(settings: Settings, sensor_sites: str = "",
             ready.set()
         tasks.append(asyncio.create_task(_ready()))
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for t in done:
-            t.result()
+        await run_until_first_error(tasks)
     finally:
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
         with contextlib.suppress(Exception):
             await publisher.flush()
         await producer.stop()

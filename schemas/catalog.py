@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from schemas.base import Payload
 from schemas.dead_letter import MessageDeadLettered
+from schemas.ems import DispatchPlanned, ForecastPublished, SetStrategy, StrategySelected
 from schemas.market import MarketIndicatorsUpdated, PriceTickReceived
 from schemas.telemetry import (
     DeviceOffline,
@@ -119,9 +120,32 @@ SETPOINTS = Topic(
     description="Active power setpoints per site, written to the devices by the gateways.",
 )
 
+FORECASTS = Topic(
+    name="ems.forecasts.v1",
+    key="site",
+    partitions=3,
+    payloads=(ForecastPublished,),
+    description="Price, load and PV forecasts per site with quantiles (P10/P50/P90).",
+    retention_ms=30 * DAY_MS,
+)
+PLANS = Topic(
+    name="ems.plans.v1",
+    key="site",
+    partitions=3,
+    payloads=(DispatchPlanned, StrategySelected),
+    description="Dispatch plans (power and SoC per step, expected profit) and strategy changes.",
+)
+EMS_COMMANDS = Topic(
+    name="ems.commands.v1",
+    key="site",
+    partitions=3,
+    payloads=(SetStrategy,),
+    description="Strategy commands from the API (manual strategy or auto selection).",
+)
+
 TOPICS: tuple[Topic, ...] = (
     PRICE_TICKS, INDICATORS, ORDER_COMMANDS_TOPIC, MATCHING_INBOX, ORDER_EVENTS_TOPIC, TRADES,
-    TELEMETRY_READINGS, DEVICE_STATUS, SETPOINTS,
+    TELEMETRY_READINGS, DEVICE_STATUS, SETPOINTS, FORECASTS, PLANS, EMS_COMMANDS,
 )
 
 

@@ -88,6 +88,11 @@ def field_strategy(annotation: Any, metadata: Sequence[Any] = ()) -> st.SearchSt
         return st.one_of([st.none(), *options] if type(None) in args else options)
     if origin is Literal:
         return st.sampled_from(get_args(annotation))
+    if origin is tuple and len(get_args(annotation)) == 2 and get_args(annotation)[1] is Ellipsis:
+        return st.lists(field_strategy(get_args(annotation)[0]), max_size=4).map(tuple)
+    if origin is dict:
+        key, value = get_args(annotation)
+        return st.dictionaries(field_strategy(key), field_strategy(value), max_size=4)
     bounds = _bounds(metadata)
     if annotation is bool:
         return st.booleans()

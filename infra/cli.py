@@ -28,7 +28,7 @@ from infra.cli_telemetry import register as _register_telemetry  # noqa: E402
 
 _register_telemetry(app, gateway_app)  # gateway modbus|mqtt, simulate device, telemetry
 
-WORKERS = ("indicators", "risk", "matching")
+WORKERS = ("indicators", "risk", "matching", "forecaster", "dispatch")
 
 
 def _setup() -> None:
@@ -119,6 +119,10 @@ def worker(
         from streams.trading.risk import create_runtime
     elif name == "matching":
         from streams.trading.matching import create_runtime
+    elif name == "forecaster":
+        from streams.ems.forecaster import create_runtime
+    elif name == "dispatch":
+        from streams.ems.dispatch import create_runtime
     else:
         raise typer.BadParameter(f"unknown worker {name!r}; known: {', '.join(WORKERS)}")
     runtime = create_runtime(settings)

@@ -55,3 +55,14 @@ def render() -> tuple[bytes, str]:
     from prometheus_client import REGISTRY
 
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+# EMS (streams/ems): the plan of each site, as the predecessor's dashboard KPIs (seed 003)
+EMS_PLANS = Counter("bess_ems_plans", "Dispatch plans made", ["site", "strategy", "trigger"])
+EMS_SOLVE = Histogram("bess_ems_solve_seconds", "Optimisation time per plan (all strategies "
+                      "solved in auto mode)", ["site"],
+                      buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+EMS_PROFIT = Gauge("bess_ems_expected_profit_eur", "Expected profit of the current plan, EUR",
+                   ["site"], multiprocess_mode="mostrecent")
+EMS_SETPOINT = Gauge("bess_ems_setpoint_mw", "Current active power setpoint, MW (+ discharge)",
+                     ["site"], multiprocess_mode="mostrecent")
+EMS_FORECASTS = Counter("bess_ems_forecasts", "Forecasts published", ["market", "model"])

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     replay_start: str = Field(
         default="2023-01-01T00:00Z", description="First delivery hour replayed."
     )
+    clock_interval_s: float = Field(
+        default=60.0, gt=0, description="Live sources: seconds between wall-clock ticks."
+    )
     replay_backfill_hours: int = Field(
         default=168, description="Hours before replay_start published at once (history for charts)."
     )
@@ -77,6 +80,18 @@ class Settings(BaseSettings):
                               description="Pre-trade risk policy (rates, site limits).")
     ema_span: int = Field(default=24, ge=1, description="EMA span N (alpha = 2/(N+1)).")
     vwap_window_s: int = Field(default=24 * 3600, ge=1, description="VWAP window, seconds.")
+
+    # EMS (README "EMS"): forecasting and dispatch
+    ems_file: Path = Field(default=PROJECT_ROOT / "policy" / "ems.yaml",
+                           description="Sites, batteries and strategies (ems.yaml).")
+    forecast_interval_s: int = Field(
+        default=3600, ge=60, description="Seconds of event time between price forecasts."
+    )
+    forecast_training_days: int = Field(default=56, ge=1, description="History the models see.")
+    forecast_prophet: bool = Field(default=True, description="Include Prophet in the ensemble.")
+    ems_order_tolerance_eur_mwh: float = Field(
+        default=5.0, ge=0, description="Auto-trading limit price: plan price +- this (EUR/MWh)."
+    )
 
     # telemetry (README "Telemetry"); BESS_MODBUS_* / BESS_MQTT_* as the predecessor's (seed 002)
     sites: str = Field(default="site-1", description="Comma-separated site ids.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from schemas.base import Payload
+from schemas.clock import ClockTicked
 from schemas.dead_letter import MessageDeadLettered
 from schemas.ems import DispatchPlanned, ForecastPublished, SetStrategy, StrategySelected
 from schemas.market import MarketIndicatorsUpdated, PriceTickReceived
@@ -143,9 +144,18 @@ EMS_COMMANDS = Topic(
     description="Strategy commands from the API (manual strategy or auto selection).",
 )
 
+CLOCK = Topic(
+    name="system.clock.v1",
+    key="clock (one copy per partition)",
+    partitions=3,
+    payloads=(ClockTicked,),
+    description="Event time for schedules: the replayed market clock or the wall clock.",
+    retention_ms=7 * DAY_MS,
+)
+
 TOPICS: tuple[Topic, ...] = (
     PRICE_TICKS, INDICATORS, ORDER_COMMANDS_TOPIC, MATCHING_INBOX, ORDER_EVENTS_TOPIC, TRADES,
-    TELEMETRY_READINGS, DEVICE_STATUS, SETPOINTS, FORECASTS, PLANS, EMS_COMMANDS,
+    TELEMETRY_READINGS, DEVICE_STATUS, SETPOINTS, FORECASTS, PLANS, EMS_COMMANDS, CLOCK,
 )
 
 
@@ -180,4 +190,4 @@ def internal_topics() -> tuple[Topic, ...]:
     return tuple(
         Topic(name=f"bess-{name}-state", key="processor state key", partitions=3, payloads=(),
               description=f"State changelog of the {name} processor.", cleanup_policy="compact")
-        for name in ("indicators", "risk", "matching"))
+        for name in ("indicators", "risk", "matching", "forecaster", "dispatch"))

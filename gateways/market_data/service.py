@@ -17,8 +17,10 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from gateways.market_data.awattar import AwattarClient
 from gateways.market_data.entsoe import EntsoeClient, EntsoeError
@@ -27,8 +29,9 @@ from infra.kafka_io import make_producer, partitions_of, publish
 from infra.logging import get_logger
 from infra.metrics import PUBLISHED
 from infra.settings import Settings
-from schemas.catalog import PRICE_TICKS
-from schemas.envelope import decode, new_envelope
+from schemas.catalog import CLOCK, PRICE_TICKS
+from schemas.clock import ClockTicked
+from schemas.envelope import decode, encode, headers, new_envelope
 from schemas.market import PriceTickReceived
 
 log = get_logger("gateways.market_data")
@@ -41,13 +44,34 @@ def tick_event_id(tick: PriceTickReceived) -> uuid.UUID:
                                  f"{tick.delivery_start.isoformat()}|{tick.price_eur_mwh!r}")
 
 
+def clock_envelopes(at: datetime, clock: str, source: str) -> list[Any]:
+    """One `ClockTicked` per partition of ``system.clock.v1`` (a broadcast)."""
+    tick = ClockTicked(at=at, clock=clock)  # type: ignore[arg-type]
+    event_id = uuid.uuid5(NAMESPACE, f"clock|{clock}|{at.isoformat()}")
+    return [new_envelope(tick, occurred_at=at, source=source, event_id=event_id)
+            for _ in range(CLOCK.partitions)]
+
+
+async def publish_clock(producer: AIOKafkaProducer, at: datetime, *, clock: str,
+                        source: str) -> None:
+    """Publish the event time `at` to every partition of the clock topic."""
+    futures = [await producer.send(CLOCK.name, encode(e), key=b"clock", partition=p,
+                                   headers=headers(e))
+               for p, e in enumerate(clock_envelopes(at, clock, source))]
+    await asyncio.gather(*futures)
+
+
 async def publish_ticks(producer: AIOKafkaProducer,
                         ticks: Iterable[PriceTickReceived] | AsyncIterator[PriceTickReceived],
-                        *, source: str, now: datetime | None = None) -> int:
+                        *, source: str, now: datetime | None = None,
+                        clock_from: datetime | None = None) -> int:
     """Publish ticks to the price-tick topic; returns how many. `occurred_at` = delivery start
-    for replayed history (event time), else `now`."""
+    for replayed history (event time), else `now`. With `clock_from`, every tick whose delivery
+    start is at or after it and later than the clock so far also advances the replay clock
+    (`ClockTicked`, after the tick), so schedules downstream follow the replay."""
     count = 0
     pending = []
+    clock: datetime | None = None
 
     async def _each() -> AsyncIterator[PriceTickReceived]:
         if hasattr(ticks, "__aiter__"):
@@ -66,6 +90,12 @@ async def publish_ticks(producer: AIOKafkaProducer,
             await asyncio.gather(*pending)
             pending.clear()
         PUBLISHED.labels(source, PRICE_TICKS.name).inc()
+        if (clock_from is not None and tick.delivery_start >= clock_from
+                and (clock is None or tick.delivery_start > clock)):
+            await asyncio.gather(*pending)
+            pending.clear()
+            clock = tick.delivery_start
+            await publish_clock(producer, clock, clock="replay", source=source)
     if pending:
         await asyncio.gather(*pending)
     return count
@@ -128,18 +158,21 @@ async def run_file(settings: Settings, *, stop_at: datetime | None = None) -> in
                  speed=settings.replay_speed, live_from=backfill_until.isoformat())
         return await publish_ticks(
             producer, replay(ticks, speed=settings.replay_speed, backfill_until=backfill_until),
-            source="gateway.market-data.file")
+            source="gateway.market-data.file", clock_from=backfill_until)
     finally:
         await producer.stop()
 
 
 async def run_poller(settings: Settings, source: str, zones: list[str], interval_s: float = 300.0,
                      once: bool = False) -> int:
-    """Poll ENTSO-E or aWATTar for `zones`; publish new periods. Returns ticks published."""
+    """Poll ENTSO-E or aWATTar for `zones`; publish new periods. Returns ticks published.
+    Unless `once`, the wall clock is published every ``BESS_CLOCK_INTERVAL_S`` meanwhile."""
     seen: set[uuid.UUID] = set()
     producer = make_producer(settings.bootstrap)
     await producer.start()
     total = 0
+    clock_task = None if once else asyncio.create_task(
+        run_wall_clock(producer, settings.clock_interval_s, source=f"gateway.market-data.{source}"))
     try:
         while True:
             now = datetime.now(UTC)
@@ -161,7 +194,22 @@ async def run_poller(settings: Settings, source: str, zones: list[str], interval
                 return total
             await asyncio.sleep(interval_s)
     finally:
+        if clock_task is not None:
+            clock_task.cancel()
         await producer.stop()
+
+
+async def run_wall_clock(producer: AIOKafkaProducer, interval_s: float, *, source: str) -> None:
+    """Publish the wall clock (aligned to `interval_s`) until cancelled: the event time of live
+    deployments, which processors use for their schedules."""
+    while True:
+        now = datetime.now(UTC).timestamp()
+        at = datetime.fromtimestamp(now - now % interval_s, UTC)
+        try:
+            await publish_clock(producer, at, clock="wall", source=source)
+        except KafkaError as exc:
+            log.warning("clock tick not published", error=str(exc))
+        await asyncio.sleep(interval_s - (datetime.now(UTC).timestamp() % interval_s))
 
 
 async def _fetch(settings: Settings, source: str, zone: str, start: datetime,

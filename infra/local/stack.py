@@ -82,6 +82,8 @@ def service_commands(settings: Settings, replay: bool = True) -> dict[str, list[
         "indicators": [*py, "worker", "indicators", "--web-port", "6066"],
         "risk": [*py, "worker", "risk", "--web-port", "6067"],
         "matching": [*py, "worker", "matching", "--web-port", "6068"],
+        "forecaster": [*py, "worker", "forecaster", "--web-port", "6069"],
+        "dispatch": [*py, "worker", "dispatch", "--web-port", "6070"],
         "market-maker": [*py, "gateway", "market-maker"],
         "projector": [*py, "projector", "all"],
         "api": [*py, "api"],

@@ -1,0 +1,1 @@
+"""EMS processors: price forecasting (keyed by market) and dispatch (keyed by site)."""

@@ -1,0 +1,56 @@
+"""Edge I/O of the EMS processors: read ``ems.yaml`` and the sites' load profiles.
+
+The domain gets data, never paths: this module turns the configuration file into
+`domain.dispatch.SiteConfig` objects and a profile file into a load history series.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from functools import cache
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from domain.dispatch import SiteConfig, load_ems_config
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+PROFILE_YEAR = 2016
+"""The load profile's year used for every calendar date (the shipped household profile covers
+2016 completely, including 29 February)."""
+
+
+def read_sites(path: Path) -> list[SiteConfig]:
+    """Sites of ``ems.yaml`` (multi-site or the predecessor's single-site format).
+
+    Raises:
+        OSError: the file cannot be read.
+        domain.dispatch.EmsConfigError: the content is invalid (the message names the key).
+    """
+    return load_ems_config(yaml.safe_load(path.read_text()) or {})
+
+
+@cache
+def _profile(name: str) -> pd.DataFrame:
+    path = Path(name) if Path(name).is_absolute() else DATA_DIR / name
+    frame = pd.read_csv(path)
+    frame.index = pd.to_datetime(frame.pop("timestamp_utc"), utc=True, format="ISO8601")
+    return frame
+
+
+def profile_history(site: SiteConfig, column: str, origin: datetime, days: int) -> pd.Series:
+    """The site's profile column (kW, scaled by `site.load_scale`) for the `days` days before
+    `origin`, mapped onto those dates from the profile year (hourly, hour-beginning, UTC).
+    Empty when the site has no profile."""
+    if not site.load_profile:
+        return pd.Series(dtype=float)
+    frame = _profile(site.load_profile)
+    index = pd.date_range(origin - timedelta(days=days), origin, freq="h", inclusive="left")
+    source = pd.DatetimeIndex([_in_profile_year(t) for t in index])
+    values = frame[column].reindex(source).to_numpy() * site.load_scale
+    return pd.Series(values, index=index, name=column).interpolate(limit_direction="both")
+
+
+def _in_profile_year(t: pd.Timestamp) -> pd.Timestamp:
+    return t.replace(year=PROFILE_YEAR)  # a leap year: every calendar date exists

@@ -136,7 +136,7 @@ class DispatchProcessor(Processor):
             elif isinstance(payload, SetStrategy):
                 state.mode = payload.mode
                 if payload.mode == "manual":
-                    state.strategy = payload.strategy
+                    state.strategy, state.announced_mode = payload.strategy, "manual"
                     out.emits.append(self._emit(PLANS.name, StrategySelected(
                         site=site_id, strategy=payload.strategy, mode="manual",
                         selected_at=payload.requested_at, selector="manual",
@@ -242,11 +242,11 @@ class DispatchProcessor(Processor):
             strategy, reason = select_strategy(state.strategy, scores, site.switch_threshold)
             selector = "score"
         state.remember(features, max(scores, key=lambda k: scores[k]))
-        if strategy != state.strategy:
+        if strategy != state.strategy or state.announced_mode != "auto":
             out.emits.append(self._emit(PLANS.name, StrategySelected(
                 site=site.site_id, strategy=strategy, mode="auto", selected_at=now,
-                reason=reason, selector=selector, scores=scores), now))
-            state.strategy = strategy
+                reason=reason, selector=selector, scores=scores), now))  # type: ignore[arg-type]
+            state.strategy, state.announced_mode = strategy, "auto"
         return plans[strategy]
 
     def _publish_plan(self, state: SiteState, site: SiteConfig, plan: Plan, why: str, mode: str,

@@ -34,6 +34,7 @@ class SiteState:
     soc_time: str | None = None
     mode: str | None = None                  # manual | auto; None = as configured
     strategy: str | None = None              # active strategy; None = not selected yet
+    announced_mode: str | None = None        # mode of the last StrategySelected published
     price_start: str | None = None
     price_step_s: int = 900
     price_p50: list[float] = field(default_factory=list)

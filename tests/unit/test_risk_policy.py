@@ -33,7 +33,7 @@ def test_the_shipped_policy_file_is_valid() -> None:
     assert policy.per_market_rps == {"EPEX_AT_INTRADAY_15MIN": 120, "EPEX_DE_INTRADAY_15MIN": 120}
     s1 = policy.site("site-1")
     assert s1 is not None
-    assert (s1.capacity_mwh, s1.max_power_mw) == (Decimal(2), Decimal(1))
+    assert (s1.capacity_mwh, s1.max_power_mw) == (Decimal(4), Decimal(2))
     assert (s1.soc_min_pct, s1.soc_max_pct) == (Decimal(15), Decimal(90))
     assert s1.charge_efficiency == Decimal("0.95")
     assert (s1.temperature_throttle_c, s1.temperature_halt_c) == (Decimal(40), Decimal(45))

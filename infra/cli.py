@@ -215,13 +215,20 @@ def gateway_market_maker(
     reference: Annotated[str, typer.Option(help="market whose mark price is followed")]
     = "EPEX_AT_DAY_AHEAD_60MIN",
     periods: Annotated[int, typer.Option(help="delivery quarter-hours quoted")] = 4,
+    clock: Annotated[str, typer.Option(help="wall: quote the periods after now; market: "
+                                            "after the reference market's event time "
+                                            "(a replay)")] = "wall",
+    site: Annotated[str, typer.Option(help="site and account of the quotes (policy.yaml)")]
+    = "market-maker",
 ) -> None:
     """Quote bids and asks around the real replayed price (demo liquidity)."""
     from gateways.market_maker.service import MarketMaker
 
+    if clock not in ("wall", "market"):
+        raise typer.BadParameter("clock must be wall or market")
     _setup()
     asyncio.run(MarketMaker(get_settings(), reference_market=reference, market=market,
-                            periods=periods).run())
+                            periods=periods, clock=clock, site=site, account=site).run())
 
 
 @app.command()

@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     forecast_training_days: int = Field(default=56, ge=1, description="History the models see.")
     forecast_prophet: bool = Field(default=True, description="Include Prophet in the ensemble.")
     ems_order_tolerance_eur_mwh: float = Field(
-        default=5.0, ge=0, description="Auto-trading limit price: plan price +- this (EUR/MWh)."
+        default=10.0, ge=0, description="Auto-trading limit price: plan price +- this (EUR/MWh)."
     )
 
     # telemetry (README "Telemetry"); BESS_MODBUS_* / BESS_MQTT_* as the predecessor's (seed 002)

@@ -3,8 +3,14 @@
 It follows ``market.indicators.v1`` for the reference market (default the replayed
 ``EPEX_AT_DAY_AHEAD_60MIN``); on every new mark price (at most every `min_interval_s`) it
 cancels its open quotes and quotes the ladder of `domain.market.quoting` for the next
-`periods` delivery quarter-hours (wall clock) on the intraday market, as the account
-``market-maker`` — through the same command topic and pre-trade risk as every other order.
+`periods` delivery quarter-hours on the intraday market, as the account ``market-maker`` —
+through the same command topic and pre-trade risk as every other order.
+
+The quoted periods follow the wall clock (``clock="wall"``, API users trading "now"), or the
+market clock of the reference market (``clock="market"``: the `as_of` of its indicators, so a
+replayed day is quoted as it replays and the EMS's auto-trading orders, made in the same event
+time, find liquidity). With the market clock a new ladder is quoted once per `min_interval_s`
+of market time.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ class MarketMaker:
     period_minutes: int = 15
     gate_closure_s: int = 300
     min_interval_s: float = 30.0  # 4 periods x 6 quotes / 30 s = 48 orders/min < the rate limit
+    clock: str = "wall"
     config: QuoteConfig = field(default_factory=QuoteConfig)
     open_quotes: list[uuid.UUID] = field(default_factory=list)
 
@@ -83,6 +90,7 @@ class MarketMaker:
             await consumer.seek_to_end(*parts)
             last_quote = 0.0
             latest: float | None = None
+            as_of: datetime | None = None
             loop = asyncio.get_running_loop()
             while True:
                 batch = await consumer.getmany(timeout_ms=1000)
@@ -94,16 +102,20 @@ class MarketMaker:
                             continue
                         if (isinstance(payload, MarketIndicatorsUpdated)
                                 and payload.market == self.reference_market):
-                            latest = payload.mark_price_eur_mwh
-                if latest is None or loop.time() - last_quote < self.min_interval_s:
+                            latest, as_of = payload.mark_price_eur_mwh, payload.as_of
+                if latest is None or as_of is None:
                     continue
-                now = datetime.now(UTC)
+                market_clock = self.clock == "market"
+                tick = as_of.timestamp() if market_clock else loop.time()
+                if tick - last_quote < self.min_interval_s:
+                    continue
+                now = as_of if market_clock else datetime.now(UTC)
                 commands = self.commands(latest, now)
                 for command in commands:
                     await publish(producer, ORDER_COMMANDS_TOPIC.name,
                                   new_envelope(command, occurred_at=now, source=SOURCE))
                 await producer.flush()
-                last_quote = loop.time()
+                last_quote = tick
                 log.info("quoted", reference=latest, orders=len(commands))
         finally:
             await consumer.stop()

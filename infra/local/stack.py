@@ -90,6 +90,9 @@ def service_commands(settings: Settings, replay: bool = True) -> dict[str, list[
     }
     if replay:
         commands["market-data"] = [*py, "gateway", "market-data", "--source", "file"]
+        # the EMS trades in the replay's event time: quote the periods it trades
+        commands["market-maker-replay"] = [*py, "gateway", "market-maker", "--clock", "market",
+                                           "--site", "market-maker-replay"]
     commands.update(telemetry_commands(settings, py))  # simulated batteries, gateways
     return commands
 

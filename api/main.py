@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 from fastapi import FastAPI
 
-from api.routes import health, market, orders, telemetry
+from api.routes import ems, health, market, orders, telemetry
 from infra.kafka_io import make_producer
 from infra.settings import Settings, get_settings
 from projections.framework import migrate
@@ -44,4 +44,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(market.router)
     app.include_router(telemetry.router)
     app.include_router(orders.router)
+    app.include_router(ems.router)
     return app

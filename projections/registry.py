@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from projections.ems import EmsProjection
 from projections.framework import Projection
 from projections.market import MarketProjection
 from projections.telemetry import TelemetryProjection
@@ -9,4 +10,5 @@ from projections.trading import TradingProjection
 
 
 def projections() -> dict[str, Projection]:
-    return {p.name: p for p in (MarketProjection(), TelemetryProjection(), TradingProjection())}
+    return {p.name: p for p in (MarketProjection(), TelemetryProjection(), TradingProjection(),
+                                EmsProjection())}

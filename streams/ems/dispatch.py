@@ -32,8 +32,8 @@ import numpy as np
 import orjson
 
 from domain.dispatch import (
-    DispatchError,
     Dispatcher,
+    DispatchError,
     DispatchInputs,
     MlSelector,
     Plan,
@@ -67,7 +67,7 @@ from schemas.envelope import new_envelope
 from schemas.telemetry import SetpointIssued, TelemetryReceived
 from streams.ems.forecaster import floor_time
 from streams.ems.sites import profile_history, read_sites
-from streams.ems.state import SiteState, order_for, price_curve, soc_deviates
+from streams.ems.state import ML_HISTORY, SiteState, order_for, price_curve, soc_deviates
 from streams.runtime import Emit, Output, Processor, Runtime
 
 NAME = "dispatch"
@@ -76,6 +76,8 @@ ACCEPTED = (ForecastPublished, SetStrategy, TelemetryReceived, ClockTicked)
 PRIORITY = {"strategy": 4, "soc_deviation": 3, "forecast": 2, "start": 1, "interval": 1}
 PLAN_NAMESPACE = uuid.UUID("8a5e7f0e-4c1d-4d7b-9d57-3c2b1a0f9e44")
 GATE_CLOSURE_S = 300
+ML_REFIT = 24
+"""New labelled plans before the ML selector is refitted."""
 log = get_logger("streams.dispatch")
 
 
@@ -90,6 +92,7 @@ class DispatchProcessor(Processor):
         self.tolerance = order_tolerance_eur_mwh
         self.load_history_days = load_history_days
         self.dispatchers: dict[str, Dispatcher] = {}
+        self.selectors: dict[str, MlSelector] = {}
         self.states: dict[int, dict[str, SiteState]] = {}
 
     # --- state -------------------------------------------------------------------------
@@ -227,17 +230,28 @@ class DispatchProcessor(Processor):
                 out.emits.append(self._emit(FORECASTS.name, _forecast_event(r, site, now), now))
         return load, pv
 
+    def _selector(self, state: SiteState, site: SiteConfig) -> MlSelector:
+        """The site's ML selector, trained on the labelled history in its state; refitted
+        every `ML_REFIT` new samples (the forest refits lazily after `observe`)."""
+        ml = self.selectors.get(site.site_id)
+        if ml is None or len(state.ml_y) - ml.samples >= ML_REFIT or ml.samples > len(state.ml_y):
+            ml = MlSelector(min_samples=site.ml_min_samples,
+                            max_samples=max(site.ml_min_samples, ML_HISTORY))
+            for x, y in zip(state.ml_x, state.ml_y, strict=True):
+                ml.observe(x, y)
+            self.selectors[site.site_id] = ml
+        return ml
+
     def _auto(self, state: SiteState, site: SiteConfig, dispatcher: Dispatcher,
               inputs: DispatchInputs, now: datetime, out: Output) -> Plan:
         plans = dispatcher.plan_all(inputs)
         scores = score(plans, site)
-        ml = MlSelector()
+        ml = self._selector(state, site)
         features = ml.features(inputs, site)
-        for x, y in zip(state.ml_x, state.ml_y, strict=True):
-            ml = _observe(ml, np.asarray(x), y)
-        predicted = ml.predict(features) if ml.ready else None
+        predicted = ml.predict(features) if site.ml_selection and ml.ready else None
         if predicted is not None and predicted in plans:
-            strategy, reason, selector = predicted, "random forest on the site's history", "ml"
+            strategy, reason, selector = predicted, (
+                f"random forest on {ml.samples} labelled plans"), "ml"
         else:
             strategy, reason = select_strategy(state.strategy, scores, site.switch_threshold)
             selector = "score"
@@ -308,11 +322,6 @@ class DispatchProcessor(Processor):
     @staticmethod
     def _emit(topic: str, payload: Any, at: datetime) -> Emit:
         return Emit.envelope(topic, new_envelope(payload, occurred_at=at, source=SOURCE))
-
-
-def _observe(ml: MlSelector, x: np.ndarray, y: str) -> MlSelector:
-    result = ml.observe(x, y)
-    return result if isinstance(result, MlSelector) else ml
 
 
 def _forecast_event(result: Forecast, site: SiteConfig, now: datetime) -> ForecastPublished:

@@ -108,7 +108,7 @@ class ForecastProcessor(Processor):
     def restore(self, partition: int, state: dict[bytes, bytes]) -> None:
         markets: dict[str, MarketHistory] = {}
         for key, value in state.items():
-            kind, market, rest = key.decode().split("|", 2)
+            kind, market, _day = key.decode().split("|", 2)
             history = markets.setdefault(market, MarketHistory())
             if kind == "price":
                 for start, price in orjson.loads(value).items():

@@ -46,7 +46,8 @@ def profile_history(site: SiteConfig, column: str, origin: datetime, days: int) 
     if not site.load_profile:
         return pd.Series(dtype=float)
     frame = _profile(site.load_profile)
-    index = pd.date_range(origin - timedelta(days=days), origin, freq="h", inclusive="left")
+    end = pd.Timestamp(origin).ceil("h")
+    index = pd.date_range(end - timedelta(days=days), end, freq="h", inclusive="left")
     source = pd.DatetimeIndex([_in_profile_year(t) for t in index])
     values = frame[column].reindex(source).to_numpy() * site.load_scale
     return pd.Series(values, index=index, name=column).interpolate(limit_direction="both")

@@ -1,0 +1,284 @@
+"""`forecast`: every model on one history, validated, with residual quantiles and an ensemble.
+
+For an origin, the models work on the hourly means of the history before the origin's hour
+(`hourly.to_hourly`) and forecast the hours covering ``[origin, origin + horizon)``; the
+hourly values are then put on the output grid (`hourly.expand`: a 15-min step holds its
+hour's value). The hour containing a non-hour-aligned origin is forecast, never taken from the
+partial history.
+
+Validation (the ensemble weights and the quantiles): each model is fitted once more on the
+history before the last `validation_days` days before the origin and forecasts each of those
+days day-ahead (with the actual values of the days before it as lags, as it would have in
+operation). Its validation MAE is the mean absolute error over those hours.
+
+Quantiles: P10/P90 are P50 plus the empirical 10 % / 90 % quantiles of the model's validation
+residuals (actual - forecast) at the same local hour of day +-1 h (pooled over all hours when
+fewer than 15 such residuals exist); never crossing P50, clipped at 0 for non-negative
+quantities. Deterministic: no sampling anywhere.
+
+Ensemble: the P50 (and P10, P90) of the validated members averaged with weights proportional to
+1 / validation MAE (inverse-error weighting, e.g. Bates and Granger (1969)); members
+whose validation MAE is more than `ensemble_cutoff` times the best one's are left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from domain.forecasting.hourly import (
+    HOUR_NS,
+    Hourly,
+    expand,
+    hour_of,
+    local_time,
+    timestamps,
+    to_hourly,
+)
+from domain.forecasting.lear import Lear
+from domain.forecasting.naive import Profile, SeasonalNaive
+from domain.forecasting.prophet_model import ProphetModel
+from domain.forecasting.types import MODELS, QUANTITIES, Forecast, ForecastOptions, as_utc
+
+MIN_LOCAL_RESIDUALS = 15
+ENSEMBLE_CUTOFF = 1.5
+FIT_ERRORS = (ValueError, RuntimeError, ArithmeticError, np.linalg.LinAlgError)
+
+
+class Predictor(Protocol):
+    def predict(self, known: Hourly, start: int, n: int) -> np.ndarray: ...
+
+
+class Model(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def fit(self, train: Hourly) -> Any: ...
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One model's hourly result."""
+
+    name: str
+    p50: np.ndarray           # hourly
+    residuals: np.ndarray     # validation residuals (actual - forecast)
+    residual_hours: np.ndarray
+    train: Hourly
+    validation_pred: np.ndarray | None = None  # aligned with the validation actuals
+
+    @property
+    def validation_mae(self) -> float | None:
+        return float(np.mean(np.abs(self.residuals))) if len(self.residuals) else None
+
+
+class FitCache:
+    """Fitted models by (model, first hour, end hour) of their training window, for a backtest
+    over one fixed series: the validation fit of the origin d is the final fit of d - 7 days.
+    Keeps the `size` newest entries. Never share one between different histories."""
+
+    def __init__(self, size: int = 160) -> None:
+        self.size = size
+        self._fits: dict[tuple[Any, int, int], Any] = {}
+
+    def fit(self, model: Model, train: Hourly, first: int, end: int) -> Any:
+        key = (model, first, end)
+        if key not in self._fits:
+            self._fits[key] = model.fit(train)
+            while len(self._fits) > self.size:
+                del self._fits[next(iter(self._fits))]
+        return self._fits[key]
+
+
+def _fit(model: Model, hourly: Hourly, first: int, end: int, cache: FitCache | None) -> Any:
+    train = hourly.since(first).until(end)
+    return model.fit(train) if cache is None else cache.fit(model, train, first, end)
+
+
+def _models(quantity: str, n_days: float, options: ForecastOptions) -> list[tuple[Model, int]]:
+    """(model, training window in days) to run, seasonal naive first."""
+    tz = options.timezone
+    chosen = set(options.models or MODELS)
+    runs: list[tuple[Model, int]] = [(SeasonalNaive(quantity, tz), options.training_days)]
+    if n_days < options.min_history_days:
+        return runs
+    if "profile" in chosen:
+        runs.append((Profile(quantity, tz), options.training_days))
+    if "lear" in chosen:
+        runs.append((Lear(tz, window_days=options.lear_training_days), options.lear_training_days))
+    if "prophet" in chosen and options.prophet:
+        runs.append((ProphetModel(tz, transform=quantity == "price"), options.training_days))
+    return runs
+
+
+def _run(model: Model, hourly: Hourly, window_days: int, start: int, n_hours: int,
+         validation_days: int, cache: FitCache | None) -> _Run:
+    train = hourly.since(start - 24 * window_days)
+    actuals, preds, hours = [], [], []
+    if validation_days:
+        val_start = start - 24 * validation_days
+        fitted = _fit(model, hourly, val_start - 24 * window_days, val_start, cache)
+        if getattr(fitted, "uses_history", True):
+            for k in range(validation_days):
+                s = val_start + 24 * k
+                day = np.arange(s, s + 24)
+                actual = hourly.at(day)
+                if np.isfinite(actual).any():
+                    actuals.append(actual)
+                    preds.append(fitted.predict(hourly.until(s), s, 24))
+                    hours.append(day)
+        else:  # the forecast does not depend on the lags: all days in one call
+            hours = [np.arange(val_start, start)]
+            actuals = [hourly.at(hours[0])]
+            preds = [fitted.predict(hourly.until(val_start), val_start, start - val_start)]
+    fitted = _fit(model, hourly, start - 24 * window_days, start, cache)
+    p50 = np.asarray(fitted.predict(hourly, start, n_hours), dtype=np.float64)
+    if not np.isfinite(p50).all():
+        raise ValueError(f"{model.name} produced non-finite values")
+    if actuals:
+        a, p, h = np.concatenate(actuals), np.concatenate(preds), np.concatenate(hours)
+        ok = np.isfinite(a) & np.isfinite(p)
+        return _Run(model.name, p50, (a - p)[ok], h[ok], train, p[ok])
+    return _Run(model.name, p50, np.empty(0), np.empty(0, dtype=np.int64), train)
+
+
+def _quantile_offsets(run: _Run, target_hours: np.ndarray, fallback_sd: float,
+                      tz: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per target hour: (q10, q90) of the residuals at the same local hour of day +-1 h."""
+    res = run.residuals
+    if len(res) == 0:
+        z = 1.2816 * fallback_sd
+        return np.full(len(target_hours), -z), np.full(len(target_hours), z)
+    res_hod = local_time(run.residual_hours, tz).hour
+    tgt_hod = local_time(target_hours, tz).hour
+    q10, q90 = np.empty(len(target_hours)), np.empty(len(target_hours))
+    pooled = np.quantile(res, [0.1, 0.9])
+    cache: dict[int, tuple[float, float]] = {}
+    for i, h in enumerate(tgt_hod):
+        if int(h) not in cache:
+            dist = np.abs(res_hod - h)
+            near = res[np.minimum(dist, 24 - dist) <= 1]
+            lo, hi = np.quantile(near, [0.1, 0.9]) if len(near) >= MIN_LOCAL_RESIDUALS else pooled
+            cache[int(h)] = (min(float(lo), 0.0), max(float(hi), 0.0))
+        q10[i], q90[i] = cache[int(h)]
+    return q10, q90
+
+
+def _bounds(train: Hourly) -> tuple[datetime | None, datetime | None]:
+    b = train.valid_bounds()
+    if b is None:
+        return None, None
+    ts = timestamps(np.array([b[0], b[1] + 1]))
+    return ts[0].to_pydatetime(), ts[1].to_pydatetime()
+
+
+def forecast(history: pd.Series, *, quantity: str, unit: str, origin: datetime,
+             options: ForecastOptions = ForecastOptions(),
+             fit_cache: FitCache | None = None) -> dict[str, Forecast]:
+    """Every model's forecast of `quantity` over ``[origin, origin + horizon)`` at `step_s`.
+
+    `history`: float values indexed by tz-aware timestamps (hour-beginning hourly or finer, gaps
+    and NaN allowed); only points before `origin` are used. Always returns "seasonal_naive";
+    with at least `min_history_days` days of data also profile, lear and prophet (as chosen
+    in `options`), and "ensemble" when more than one model ran. A model whose fit fails on the
+    data is left out. `fit_cache`: only for backtests over one fixed series. Raises ValueError on an empty history, an unknown quantity or a naive
+    `origin`.
+    """
+    if quantity not in QUANTITIES:
+        raise ValueError(f"unknown quantity {quantity!r}; known: {QUANTITIES}")
+    origin_ts = as_utc(origin)
+    n_steps = options.horizon_s // options.step_s
+    origin_ns = int(origin_ts.as_unit("ns").value)
+    start = hour_of(origin_ts)
+    end = -(-(origin_ns + n_steps * options.step_s * 1_000_000_000) // HOUR_NS)
+    hourly = to_hourly(history, start).since(start - 24 * options.history_days)
+    if hourly.n_valid == 0:
+        raise ValueError("empty history: no finite value before the origin")
+    nonneg = quantity == "pv" if options.nonnegative is None else options.nonnegative
+    target_hours = np.arange(start, end, dtype=np.int64)
+    values = hourly.values[np.isfinite(hourly.values)]
+    fallback_sd = float(np.std(values))
+
+    runs: list[_Run] = []
+    for model, window_days in _models(quantity, hourly.n_valid / 24, options):
+        try:
+            runs.append(_run(model, hourly, window_days, start, len(target_hours),
+                             options.validation_days, fit_cache))
+        except FIT_ERRORS:
+            if model.name == "seasonal_naive":
+                raise
+    index = pd.date_range(origin_ts, periods=n_steps, freq=pd.Timedelta(seconds=options.step_s))
+
+    def to_forecast(name: str, p50: np.ndarray, q10: np.ndarray, q90: np.ndarray, train: Hourly,
+                    mae: float | None, weight: float | None = None) -> Forecast:
+        qs = [p50 + q10, p50, p50 + q90]
+        if nonneg:
+            qs = [np.maximum(q, 0.0) for q in qs]
+        steps = [expand(q, start, origin_ns, n_steps, options.step_s) for q in qs]
+        t0, t1 = _bounds(train)
+        return Forecast(quantity=quantity, model=name, unit=unit, index=index, p10=steps[0],
+                        p50=steps[1], p90=steps[2], training_start=t0, training_end=t1,
+                        validation_mae=mae, weight=weight)
+
+    out: dict[str, Forecast] = {}
+    offsets = {}
+    for r in runs:
+        offsets[r.name] = _quantile_offsets(r, target_hours, fallback_sd, options.timezone)
+        out[r.name] = to_forecast(r.name, r.p50, *offsets[r.name], r.train, r.validation_mae)
+    if len(runs) > 1:
+        weights = ensemble_weights({r.name: r.validation_mae for r in runs})
+        members = [r for r in runs if weights.get(r.name, 0.0) > 0]
+        p50 = sum(weights[r.name] * r.p50 for r in members)
+        q10 = sum(weights[r.name] * (r.p50 + offsets[r.name][0]) for r in members) - p50
+        q90 = sum(weights[r.name] * (r.p50 + offsets[r.name][1]) for r in members) - p50
+        widest = max(members, key=lambda r: r.train.end - r.train.start).train
+        out = {k: _with_weight(f, weights.get(k)) for k, f in out.items()}
+        out["ensemble"] = to_forecast("ensemble", np.asarray(p50), np.minimum(q10, 0.0),
+                                      np.maximum(q90, 0.0), widest,
+                                      _ensemble_mae(members, weights))
+    return out
+
+
+def ensemble_weights(maes: dict[str, float | None],
+                     cutoff: float = ENSEMBLE_CUTOFF) -> dict[str, float]:
+    """Weights proportional to 1 / validation MAE among the models within `cutoff` times the
+    best MAE; equal weights when no model was validated. Sums to 1."""
+    valid = {k: v for k, v in maes.items() if v is not None and np.isfinite(v)}
+    if not valid:
+        return {k: 1.0 / len(maes) for k in maes}
+    best_mae = min(valid.values())
+    if best_mae <= 0:
+        return {k: (1.0 if k == min(valid, key=valid.__getitem__) else 0.0) for k in maes}
+    raw = {k: (1.0 / v if v <= cutoff * best_mae else 0.0) for k, v in valid.items()}
+    total = sum(raw.values())
+    return {k: raw.get(k, 0.0) / total for k in maes}
+
+
+def _ensemble_mae(members: list[_Run], weights: dict[str, float]) -> float | None:
+    """Validation MAE of the weighted combination (optimistic: the weights saw the same days)."""
+    preds = [r.validation_pred for r in members]
+    if any(p is None for p in preds) or len({len(r.residuals) for r in members}) != 1:
+        return None
+    actual = members[0].validation_pred + members[0].residuals  # type: ignore[operator]
+    combo = sum(weights[r.name] * r.validation_pred for r in members)  # type: ignore[operator]
+    return float(np.mean(np.abs(actual - combo))) if len(actual) else None
+
+
+def _with_weight(f: Forecast, weight: float | None) -> Forecast:
+    return replace(f, weight=weight)
+
+
+def best(forecasts: dict[str, Forecast]) -> Forecast:
+    """The ensemble if present, else the model with the lowest validation MAE, else the naive."""
+    if not forecasts:
+        raise ValueError("no forecasts")
+    if "ensemble" in forecasts:
+        return forecasts["ensemble"]
+    scored = [f for f in forecasts.values() if f.validation_mae is not None]
+    if scored:
+        return min(scored, key=lambda f: f.validation_mae or 0.0)
+    return forecasts.get("seasonal_naive") or next(iter(forecasts.values()))

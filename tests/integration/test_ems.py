@@ -8,6 +8,8 @@ event time of this test never meets the wall-clock periods other tests trade.
 
 from __future__ import annotations
 
+import asyncio
+
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -41,7 +43,7 @@ from schemas.telemetry import SetpointDelivered, SetpointIssued
 from schemas.trading import OrderAccepted, OrderRejected, SubmitOrder
 from tests.integration.helpers import publish as publish_ticks
 from tests.integration.helpers import read_until, real_ticks, start_api
-from tests.integration.telemetry_helpers import running
+from tests.integration.telemetry_helpers import eventually, running
 
 pytestmark = pytest.mark.integration
 SITE = "ems-e2e"
@@ -117,6 +119,7 @@ async def test_prices_become_a_plan_a_setpoint_at_the_device_and_orders_in_the_b
     sim = SimulatedBattery(SITE, "bess-1", load_profile("default"), BatteryParams(),
                            BatteryState(soc_pct=50.0), tick_s=0.2)
     await sim.start_modbus("127.0.0.1", port)
+    physics = asyncio.create_task(sim.run_physics())
     device = ModbusDevice(site=SITE, device_id="bess-1", host="127.0.0.1", port=port,
                           interval_s=0.5)
     producer = make_producer(services.bootstrap)
@@ -144,8 +147,8 @@ async def test_prices_become_a_plan_a_setpoint_at_the_device_and_orders_in_the_b
                 if isinstance(m.payload, SetpointDelivered)
                 and m.payload.setpoint_event_id == str(issued.event_id)]
             assert delivered and delivered[0].ok
-            assert sim.state.setpoint_mw == pytest.approx(issued.payload.active_power_mw,
-                                                          abs=1e-3)
+            await eventually(lambda: abs(sim.state.setpoint_mw
+                                         - issued.payload.active_power_mw) <= 1e-3)
 
             # advance the event time hour by hour until the plan trades
             orders: list = []
@@ -159,6 +162,7 @@ async def test_prices_become_a_plan_a_setpoint_at_the_device_and_orders_in_the_b
                     break
             assert orders, "the plan placed no order in 12 hours of event time"
     finally:
+        physics.cancel()
         await producer.stop()
         await sim.stop_modbus()
 

@@ -37,6 +37,7 @@ bench: install ## benchmarks with same-run references (see bench/README.md)
 	$(BIN)/python -m bench.market_pipeline
 	$(BIN)/python -m bench.matching
 	$(BIN)/python -m bench.telemetry
+	$(BIN)/python -m bench.dispatch
 
 clean: ## remove the virtualenv and the state of `bess up`
 	rm -rf $(VENV) .run

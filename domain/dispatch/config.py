@@ -62,6 +62,10 @@ class _Section:
             raise EmsConfigError(f"{self.path}: give only one of {', '.join(present)}")
         return self.data[present[0]] if present else default
 
+    def ignore(self, *keys: str) -> None:
+        """Accept these keys without reading them."""
+        self.seen.update(keys)
+
     def key_path(self, *keys: str) -> str:
         present = [k for k in keys if k in self.data] or list(keys[:1])
         return f"{self.path}.{present[0]}"
@@ -146,13 +150,13 @@ def load_ems_config(data: Mapping[str, Any]) -> list[SiteConfig]:
 
 def _multi_site(root: _Section) -> list[SiteConfig]:
     raw_sites = root.raw("sites")
-    root.raw("version")
+    root.ignore("version")
     defaults = root.raw("defaults", default={}) or {}
     if not isinstance(defaults, Mapping):
         raise EmsConfigError("ems.yaml.defaults: expected a mapping")
     entries: list[tuple[str, Any, str]] = []  # (default id, section, path)
     if isinstance(raw_sites, list):
-        root.raw("default_site_id")
+        root.ignore("default_site_id")
         for i, entry in enumerate(raw_sites):
             entries.append((f"site-{i + 1}", entry, f"ems.yaml.sites[{i}]"))
     elif isinstance(raw_sites, Mapping):  # seed 004: sites: {default_site_id, sites: {id: ...}}
@@ -184,7 +188,7 @@ def _site(s: _Section, default_id: str, ignore: frozenset[str]) -> SiteConfig:
     forecast = s.section("forecast")
     prices = s.section("prices")  # seed 003: {demo_mode, provider, region}
     zone_default = prices.text("region", default="AT") or "AT"
-    prices.raw("demo_mode", "provider")
+    prices.ignore("demo_mode", "provider")
     prices.done()
     markets = s.section("markets")
     zone = markets.text("bidding_zone", default=zone_default) or zone_default
@@ -196,7 +200,7 @@ def _site(s: _Section, default_id: str, ignore: frozenset[str]) -> SiteConfig:
     longitude = location.number("longitude",
                                 default=forecast.number("longitude", default=VIENNA[1]))
     timezone = location.text("timezone", default="Europe/Vienna")
-    location.raw("city")
+    location.ignore("city")
     location.done()
     pv_peak = forecast.num("pv_peak_power_kw", "pv_peak_kw", default=0.0, minimum=0)
     load_profile = forecast.text("load_profile")
@@ -211,7 +215,7 @@ def _site(s: _Section, default_id: str, ignore: frozenset[str]) -> SiteConfig:
     feed_in = _feed_in(s.section("feedin_limitation", "feed_in"))
     tariff = _tariff(s.section("grid_tariffs", "tariff"))
     ems = s.section("ems")
-    ems.raw("mode", "timestep_s")  # seed 003: the predecessor's control loop; not a plan setting
+    ems.ignore("mode", "timestep_s")  # seed 003: the predecessor's control loop; not a plan setting
     interval_min = ems.number("optimization_interval_minutes", minimum=1)
     interval_s = ems.num("optimisation_interval_s", "optimization_interval_s",
                          default=interval_min * 60 if interval_min else 900, minimum=1)
@@ -220,7 +224,9 @@ def _site(s: _Section, default_id: str, ignore: frozenset[str]) -> SiteConfig:
     step_s = ems.num("step_s", default=900, minimum=1)
     soc_deviation = ems.num("soc_deviation_pct", "soc_deviation_percent", default=5.0, minimum=0)
     ems.done()
-    strategies = s.section("strategies", "strategy")
+    # seed 003 has `strategies`, seed 004 3.1 adds `strategy` (ai_selection) to the same file
+    strategies = _Section(_merge(s.section("strategy").data, s.section("strategies").data),
+                          f"{s.path}.strategies")
     selection_mode = strategies.text("selection_mode", default="auto") or "auto"
     manual_strategy = strategies.text("manual_strategy", default="arbitrage") or "arbitrage"
     threshold = strategies.num("switch_threshold", default=0.15, minimum=0)
@@ -228,7 +234,7 @@ def _site(s: _Section, default_id: str, ignore: frozenset[str]) -> SiteConfig:
     ai = strategies.section("ai_selection")
     ml_selection = ai.flag("enabled", default=True)
     ml_min_samples = ai.num("min_samples", default=100, minimum=1)
-    ai.raw("training_data_days", "retrain_interval_days")  # seed 004 3.1; the history decides
+    ai.ignore("training_data_days", "retrain_interval_days")  # seed 004 3.1; the history decides
     ai.done()
     strategies.done()
     s.done(ignore)

@@ -9,6 +9,7 @@ starts at `DispatchInputs.start` (aware UTC) and has ``len(price_eur_mwh)`` step
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -368,11 +369,16 @@ def _minutes(text: str) -> int:
     return value
 
 
+def _number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) \
+        and math.isfinite(float(value))
+
+
 def _positive(value: float, name: str) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+    if not (_number(value) and value > 0):
         raise ValueError(f"{name} must be a positive number, got {value!r}")
 
 
 def _non_negative(value: float, name: str) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+    if not (_number(value) and value >= 0):
         raise ValueError(f"{name} must be a non-negative number, got {value!r}")

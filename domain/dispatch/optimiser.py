@@ -13,9 +13,10 @@ price + import fee, sell = price - export fee) and the degradation cost ``deg * 
 sum(c + d)``; arbitrage minimises just that. Peak shaving adds ``PEAK_WEIGHT_EUR_KW * peak``
 with ``peak >= imp``; self-consumption adds ``SELF_CONSUMPTION_WEIGHT_EUR_KWH * dt * sum(imp)``;
 load balancing adds ramps ``|g[t] - g[t-1]|`` and deviations ``|g[t] - mean(g)|`` of the net grid
-power g = imp - exp (LP with abs variables) plus a throughput cost that makes burning energy
-unprofitable (see `THROUGHPUT_WEIGHT_EUR_KW`). The weights make the strategy's own goal dominate and
-leave the energy cost as a tie-break.
+power g = imp - exp (LP with abs variables), a throughput cost that makes burning energy
+unprofitable (`THROUGHPUT_WEIGHT_EUR_KW`) and a cost of curtailed PV
+(`CURTAILMENT_WEIGHT_EUR_KW`). The weights make the strategy's own goal dominate and leave the
+energy cost as a tie-break.
 
 No simultaneous charge and discharge: an LP charges and discharges at once when burning energy
 in the losses pays (prices below about -20 x the degradation cost; load balancing raising a
@@ -74,6 +75,10 @@ energy (charges and discharges at once) to lift low grid power: burning x kW cha
 by (1 - eta_c eta_d) x ~ 0.0975 x and that gains at most (2 ramps x 1 + 2 x 0.25 deviation)
 x 0.0975 x = 0.244 x, less than the (1 + eta_c eta_d) x 0.15 x = 0.285 x this costs; shifting
 energy from a peak to a valley still pays (>= 0.5 EUR per kW shifted)."""
+CURTAILMENT_WEIGHT_EUR_KW = 3.0
+"""Load balancing: cost per step of one kW of curtailed PV, above the most that one kW less of
+grid power can gain in ramps and deviations (2.5), so PV is not thrown away to flatten the grid
+(only where the export limits force it)."""
 SIMULTANEOUS_TOL_KW = 1e-7
 """Charge and discharge both above this in one step send the plan to the MILP."""
 GAP_TOLERANCE = 1e-7
@@ -156,7 +161,8 @@ class _Problem:
             constraints += [n * mean == grid.sum(),
                             deviation >= grid - mean, deviation >= mean - grid]
             objective = objective + DEVIATION_WEIGHT_EUR_KW * deviation.sum() \
-                + THROUGHPUT_WEIGHT_EUR_KW * (self.c + self.d).sum()
+                + THROUGHPUT_WEIGHT_EUR_KW * (self.c + self.d).sum() \
+                + CURTAILMENT_WEIGHT_EUR_KW * self.curt.sum()
             if n > 1:
                 ramp = cp.Variable(n - 1, nonneg=True, name="ramp_kw")
                 constraints += [ramp >= grid[1:] - grid[:-1], ramp >= grid[:-1] - grid[1:]]
@@ -350,8 +356,15 @@ def _tolerance(objective: float) -> float:
 
 
 def _assign(problem: _Problem, values: dict[str, Any]) -> None:
+    """Set Parameter values. `save_value` skips cvxpy's per-assignment validation (a quarter of
+    a millisecond each): the values come from `_values`, finite and of the right shapes."""
     for name, value in values.items():
-        getattr(problem, name).value = value
+        parameter = getattr(problem, name)
+        array = np.asarray(value, dtype=float)
+        if array.shape != parameter.shape:
+            raise DispatchError("bad_inputs", f"{name} has shape {array.shape}, expected "
+                                              f"{parameter.shape}")
+        parameter.save_value(array)
 
 
 def _array(variable: cp.Variable, *, clip: bool = True) -> FloatArray:

@@ -178,7 +178,7 @@ async def test_prices_become_a_plan_a_setpoint_at_the_device_and_orders_in_the_b
 
     # every constraint of the battery holds in the plan
     for step in plan.steps:
-        assert 10.0 - 1e-6 <= step.soc_pct <= 90.0 + 1e-6
+        assert 15.0 - 1e-6 <= step.soc_pct <= 90.0 + 1e-6
         assert -2000.0 - 1e-6 <= step.power_kw <= 2000.0 + 1e-6
         assert min(step.charge_kw, step.discharge_kw) <= 1e-6
     assert len(plan.steps) == 96 and plan.status == "optimal"

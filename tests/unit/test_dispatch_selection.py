@@ -167,8 +167,9 @@ def test_a_demand_charge_makes_peak_shaving_win_on_a_calm_day() -> None:
 
 @cache
 def labelled_history() -> tuple[np.ndarray, np.ndarray]:
-    """Features and best strategy (by `score`) of 250 random real days, 2020-2023."""
-    s = site()
+    """Features and best strategy (by `score`) of 250 random real days, 2020-2023, for a site
+    whose demand charge makes arbitrage and peak shaving close competitors."""
+    s = site(tariff=Tariff(import_fee_eur_mwh=20.0, demand_charge_eur_kw=0.05))
     dispatcher, selector = Dispatcher(s), MlSelector()
     rng = np.random.default_rng(1)
     days = pd.date_range("2020-01-02", "2023-12-30", freq="D", tz="UTC")

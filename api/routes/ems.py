@@ -8,6 +8,7 @@ from the newest plan of the site (event time), so a replay of past prices has an
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -20,7 +21,8 @@ from pydantic import BaseModel, Field
 
 from api.deps import PoolDep, ProducerDep, SettingsDep
 from api.routes.telemetry import state as telemetry_state
-from domain.dispatch import SiteConfig, load_ems_config
+from domain.dispatch import SiteConfig, aggregate, load_ems_config
+from domain.dispatch import SiteState as AggregateSite
 from infra.kafka_io import publish
 from schemas.catalog import EMS_COMMANDS
 from schemas.ems import STRATEGIES, SetStrategy, Strategy
@@ -256,30 +258,31 @@ async def sites(settings: SettingsDep) -> dict[str, Any]:
 
 @router.get("/sites/aggregated")
 async def sites_aggregated(pool: PoolDep, settings: SettingsDep) -> dict[str, Any]:
-    """All sites together: total power (MW, + discharge), capacity-weighted mean SoC, capacity
-    (seed 004 2.5)."""
+    """All sites together (seed 004 2.5.1): total battery, PV, load power (kW), stored energy
+    and the capacity-weighted mean SoC, from each site's telemetry state. Sites without a SoC
+    reading are listed under `without_telemetry` and left out of the totals."""
     cfgs = sites_of(settings)
-    total_mw = 0.0
-    soc_weighted = capacity_with_soc = 0.0
-    per_site = []
+    states, missing = [], []
+    strategies = {r["site"]: r["strategy"] for r in await pool.fetch(
+        "SELECT site, strategy FROM ems.strategy")}
     for cfg in cfgs:
         st = await telemetry_state(pool, settings, cfg.site_id)
-        power, soc = st.get("active_power_mw"), st.get("soc_pct")
-        if power is not None:
-            total_mw += power
-        if soc is not None:
-            soc_weighted += soc * cfg.battery.capacity_kwh
-            capacity_with_soc += cfg.battery.capacity_kwh
-        per_site.append({"site": cfg.site_id, "active_power_mw": power, "soc_pct": soc,
-                         "capacity_kwh": cfg.battery.capacity_kwh})
-    return {
-        "sites": len(cfgs), "total_active_power_mw": total_mw,
-        "mean_soc_pct": soc_weighted / capacity_with_soc if capacity_with_soc else None,
-        "capacity_kwh": sum(c.battery.capacity_kwh for c in cfgs),
-        "power_charge_max_kw": sum(c.battery.power_charge_max_kw for c in cfgs),
-        "power_discharge_max_kw": sum(c.battery.power_discharge_max_kw for c in cfgs),
-        "per_site": per_site,
-    }
+        if st.get("soc_pct") is None:
+            missing.append(cfg.site_id)
+            continue
+        states.append(AggregateSite(
+            site_id=cfg.site_id, capacity_kwh=cfg.battery.capacity_kwh, soc_pct=st["soc_pct"],
+            power_kw=(st.get("active_power_mw") or 0.0) * 1000.0,
+            pv_kw=(st.get("pv_power_mw") or 0.0) * 1000.0,
+            load_kw=(st.get("load_power_mw") or 0.0) * 1000.0,
+            strategy=strategies.get(cfg.site_id)))
+    view = aggregate(states)
+    out = asdict(view)
+    out["sites"] = [asdict(s) for s in view.sites]
+    out["without_telemetry"] = missing
+    out["power_charge_max_kw"] = sum(c.battery.power_charge_max_kw for c in cfgs)
+    out["power_discharge_max_kw"] = sum(c.battery.power_discharge_max_kw for c in cfgs)
+    return out
 
 
 @router.get("/sites/{site_id}/state")

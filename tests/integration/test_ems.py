@@ -29,6 +29,7 @@ from infra.modbus import ModbusDevice, load_profile
 from infra.settings import PROJECT_ROOT
 from projections.ems import EmsProjection
 from projections.framework import ProjectionRunner
+from projections.telemetry import TelemetryProjection
 from schemas.catalog import (
     DEVICE_STATUS,
     EMS_COMMANDS,
@@ -190,6 +191,7 @@ async def test_projection_and_api_show_plan_forecasts_and_strategy(services, ems
                      lambda m: {e.payload.quantity for e in _mine(m, ForecastPublished)}
                      >= {"price", "load", "pv"}, 60)
     await ProjectionRunner(EmsProjection(), services.dsn, services.bootstrap).run_to_end()
+    await ProjectionRunner(TelemetryProjection(), services.dsn, services.bootstrap).run_to_end()
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         plan = (await client.get("/api/plan", params={"site": SITE})).json()
         assert plan["site"] == SITE and len(plan["steps"]) == 96
@@ -210,6 +212,14 @@ async def test_projection_and_api_show_plan_forecasts_and_strategy(services, ems
         daily = (await client.get("/api/analytics/daily", params={"site": SITE})).json()
         assert all(d["mean_soc_pct"] is not None for d in daily["days"])
         assert (await client.get("/api/sites/nowhere/state")).status_code == 404
+        state = (await client.get(f"/api/sites/{SITE}/state")).json()
+        assert state["plan"]["plan_id"] == plan["plan_id"]
+        soc = state["telemetry"]["soc_pct"]
+        assert soc is not None and 15.0 <= soc <= 90.0
+        view = (await client.get("/api/sites/aggregated")).json()
+        assert view["site_count"] == 1 and view["total_capacity_kwh"] == 4000
+        assert view["mean_soc_pct"] == pytest.approx(soc)
+        assert view["stored_energy_kwh"] == pytest.approx(4000 * soc / 100)
         bad = await client.post("/api/strategy", json={"site": SITE, "strategy": "moon"})
         assert bad.status_code == 422
 

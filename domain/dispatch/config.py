@@ -205,6 +205,7 @@ def _site(s: _Section, default_id: str, ignore: frozenset[str]) -> SiteConfig:
     pv_peak = forecast.num("pv_peak_power_kw", "pv_peak_kw", default=0.0, minimum=0)
     load_profile = forecast.text("load_profile")
     load_scale = forecast.num("load_scale", default=1.0, minimum=0)
+    weather_file = forecast.text("weather_file")
     forecast.done()
     battery = _battery(s.section("bess"))
     grid = s.section("grid_connection")
@@ -249,6 +250,7 @@ def _site(s: _Section, default_id: str, ignore: frozenset[str]) -> SiteConfig:
             auto_trading=auto_trading, optimisation_interval_s=_int(interval_s, ems.path),
             horizon_s=_int(horizon_s, ems.path), step_s=_int(step_s, ems.path),
             soc_deviation_pct=soc_deviation, load_profile=load_profile, load_scale=load_scale,
+            weather_file=weather_file,
             timezone=timezone or "Europe/Vienna", ml_selection=ml_selection,
             ml_min_samples=_int(ml_min_samples, ai.path))
     except (ValueError, KeyError) as exc:  # ZoneInfo raises a KeyError subclass

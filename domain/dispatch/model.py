@@ -206,6 +206,9 @@ class SiteConfig:
     soc_deviation_pct: float = 5.0
     load_profile: str | None = None
     load_scale: float = 1.0
+    weather_file: str | None = None
+    """CSV with ``timestamp_utc, cloud_cover_pct`` (a weather forecast or observation): the
+    clear-sky PV forecast is reduced by it (Kasten-Czeplak); None = clear sky."""
     timezone: str = "Europe/Vienna"
     """Local time of the time-of-day feed-in rules and time-of-use tariffs."""
     ml_selection: bool = True

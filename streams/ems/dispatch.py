@@ -66,7 +66,7 @@ from schemas.ems import (
 from schemas.envelope import new_envelope
 from schemas.telemetry import SetpointIssued, TelemetryReceived
 from streams.ems.forecaster import floor_time
-from streams.ems.sites import profile_history, read_sites
+from streams.ems.sites import profile_history, read_sites, weather_cover
 from streams.ems.state import ML_HISTORY, SiteState, order_for, price_curve, soc_deviates
 from streams.runtime import Emit, Output, Processor, Runtime
 
@@ -206,8 +206,9 @@ class DispatchProcessor(Processor):
 
     def _site_forecasts(self, site: SiteConfig, origin: datetime, why: str, now: datetime,
                         out: Output) -> tuple[np.ndarray, np.ndarray]:
-        """Load (from the site's profile history) and PV (clear sky) over the horizon, kW;
-        published as forecasts when the price forecast is new."""
+        """Load (from the site's profile history) and PV (clear sky, reduced by the cloud
+        cover of the site's weather file when it has one) over the horizon, kW; published as
+        forecasts when the price forecast is new."""
         steps = site.horizon_s // site.step_s
         load = pv = np.zeros(steps)
         results: list[Forecast] = []
@@ -222,7 +223,8 @@ class DispatchProcessor(Processor):
         if site.pv_peak_kw > 0:
             result = clear_sky_pv(latitude=site.latitude, longitude=site.longitude,
                                   capacity_kw=site.pv_peak_kw, origin=origin,
-                                  horizon_s=site.horizon_s, step_s=site.step_s)
+                                  horizon_s=site.horizon_s, step_s=site.step_s,
+                                  cloud_cover_pct=weather_cover(site, origin, site.horizon_s))
             pv = result.p50
             results.append(result)
         if why in ("forecast", "start"):

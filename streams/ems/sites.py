@@ -55,3 +55,18 @@ def profile_history(site: SiteConfig, column: str, origin: datetime, days: int) 
 
 def _in_profile_year(t: pd.Timestamp) -> pd.Timestamp:
     return t.replace(year=PROFILE_YEAR)  # a leap year: every calendar date exists
+
+
+def weather_cover(site: SiteConfig, origin: datetime, horizon_s: int) -> pd.Series | None:
+    """Cloud cover (%) of the site's weather file over the horizon (and an hour either side,
+    for interpolation), or None when the site has no weather file or the file has no value
+    there (the PV forecast is then clear sky)."""
+    if not site.weather_file:
+        return None
+    frame = _profile(site.weather_file)
+    if "cloud_cover_pct" not in frame:
+        raise ValueError(f"{site.weather_file}: no cloud_cover_pct column")
+    lo, hi = origin - timedelta(hours=1), origin + timedelta(seconds=horizon_s, hours=1)
+    cover = frame["cloud_cover_pct"].dropna()
+    cover = cover[(cover.index >= lo) & (cover.index <= hi)]
+    return cover if not cover.empty else None

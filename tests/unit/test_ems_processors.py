@@ -4,7 +4,7 @@ written to the changelog restores the same behaviour."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -198,3 +198,22 @@ def test_soc_far_from_the_plan_replans(sites, price_forecast) -> None:
     dp.handle(0, [rec("telemetry.readings.v1", _soc(at, expected + 20.0), at)], far)
     plans = payloads(far, DispatchPlanned)
     assert len(plans) == 1 and plans[0].trigger == "soc_deviation"
+
+
+def test_a_weather_file_lowers_the_pv_forecast(sites, price_forecast, tmp_path) -> None:
+    forecast, _ = price_forecast
+    hours = [CLOCK + timedelta(hours=h) for h in range(-2, 27)]
+    weather = tmp_path / "weather.csv"
+    weather.write_text("timestamp_utc,cloud_cover_pct\n" + "".join(
+        f"{t:%Y-%m-%dT%H:%MZ},100\n" for t in hours))
+    pv_peaks = {}
+    for name, site in (("clear", sites[0]),
+                       ("cloudy", replace(sites[0], weather_file=str(weather)))):
+        dp = DispatchProcessor([site])
+        dp.restore(0, {})
+        out = Output()
+        dp.handle(0, [rec("ems.forecasts.v1", forecast, CLOCK)], out)
+        pv = next(p for p in payloads(out, ForecastPublished) if p.quantity == "pv")
+        pv_peaks[name] = max(p.p50 for p in pv.points)
+    assert pv_peaks["clear"] > 0
+    assert pv_peaks["cloudy"] < 0.5 * pv_peaks["clear"]  # Kasten-Czeplak: 1 - 0.75 at 100 %

@@ -28,6 +28,41 @@ from infra.cli_telemetry import register as _register_telemetry  # noqa: E402
 
 _register_telemetry(app, gateway_app)  # gateway modbus|mqtt, simulate device, telemetry
 
+from infra.cli_forecast import forecast_app  # noqa: E402
+
+app.add_typer(forecast_app, name="forecast")  # forecast backtest
+
+events_app = typer.Typer(help="The event log.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
+
+
+@events_app.command("export")
+def events_export(
+    topic: Annotated[str, typer.Argument(help="e.g. market.price-ticks.v1")],
+    start: Annotated[str, typer.Option("--from", help="ISO 8601 with zone, inclusive")],
+    end: Annotated[str, typer.Option("--to", help="ISO 8601 with zone, exclusive")],
+    out: Annotated[Path | None, typer.Option(help="file (default: stdout)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl (envelopes) or csv (flat)")]
+    = "jsonl",
+    by: Annotated[str, typer.Option(help="event: by occurred_at (scans the topic); log: by "
+                                         "publish time (seeks)")] = "event",
+) -> None:
+    """Export a time range of a topic (committed messages) for analysis."""
+    from datetime import datetime
+
+    from infra.event_export import export_to_path
+
+    try:
+        begin = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        stop = datetime.fromisoformat(end.replace("Z", "+00:00"))
+        summary = asyncio.run(export_to_path(get_settings().bootstrap, topic, begin, stop, out,
+                                             fmt, by))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(f"{summary.written} message(s) exported, {summary.undecodable} undecodable"
+               + (f", {summary.first.isoformat()} .. {summary.last.isoformat()}"
+                  if summary.first and summary.last else ""), err=True)
+
 WORKERS = ("indicators", "risk", "matching", "forecaster", "dispatch")
 
 

@@ -8,6 +8,7 @@
 - ``forecasts``: the newest forecast per (site, quantity) with its points;
   ``forecast_log``: every forecast's model, issue time and training window (no points).
 - ``strategy``: the active strategy and mode per site; ``strategy_log``: every selection.
+- ``failures``: every `DispatchFailed` (the reason a site could not be planned).
 
 Rows carry the event id; replays are made harmless by the framework's offsets and by
 "newer wins" upserts.
@@ -23,7 +24,7 @@ import orjson
 
 from projections.framework import Projection, Record
 from schemas.catalog import FORECASTS, PLANS
-from schemas.ems import DispatchPlanned, ForecastPublished, StrategySelected
+from schemas.ems import DispatchFailed, DispatchPlanned, ForecastPublished, StrategySelected
 
 MIGRATION_1 = """
 CREATE TABLE {schema}.plans (
@@ -107,6 +108,20 @@ CREATE TABLE {schema}.strategy_log (
 """
 
 
+MIGRATION_2 = """
+CREATE TABLE {schema}.failures (
+    event_id uuid PRIMARY KEY,
+    site text NOT NULL,
+    failed_at timestamptz NOT NULL,
+    trigger text NOT NULL,
+    strategy text,
+    reason text NOT NULL,
+    detail text NOT NULL
+);
+CREATE INDEX ON {schema}.failures (site, failed_at DESC);
+"""
+
+
 def _json(value: object) -> str:
     return orjson.dumps(value).decode()
 
@@ -117,7 +132,7 @@ class EmsProjection(Projection):
     name = "ems"
     schema = "ems"
     topics = (FORECASTS.name, PLANS.name)
-    migrations = (MIGRATION_1,)
+    migrations = (MIGRATION_1, MIGRATION_2)
 
     async def apply(self, conn: asyncpg.Connection, schema: str, records: Sequence[Record]) -> None:
         for rec in records:
@@ -128,6 +143,13 @@ class EmsProjection(Projection):
                 await self._forecast(conn, schema, p, rec)
             elif isinstance(p, StrategySelected):
                 await self._strategy(conn, schema, p, rec)
+            elif isinstance(p, DispatchFailed):
+                await conn.execute(f"""
+                    INSERT INTO {schema}.failures (event_id, site, failed_at, trigger, strategy,
+                        reason, detail)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING""",
+                    rec.envelope.event_id, p.site, p.failed_at, p.trigger, p.strategy,
+                    p.reason, p.detail)
 
     async def _plan(self, conn: asyncpg.Connection, schema: str, p: DispatchPlanned,
                     rec: Record) -> None:

@@ -105,6 +105,24 @@ class DispatchPlanned(Payload):
 
 
 @register
+class DispatchFailed(Payload):
+    """The EMS could not plan the site (infeasible constraints, solver failure). Key: `site`.
+
+    The previous plan and setpoint stay in force; the next trigger tries again.
+    `reason` is one word (``infeasible``, ``solver_error``, ``bad_inputs``, ...)."""
+
+    site: str
+    failed_at: UtcDatetime
+    trigger: PlanTrigger
+    strategy: str | None = None
+    reason: str
+    detail: str = ""
+
+    def partition_key(self) -> str:
+        return self.site
+
+
+@register
 class StrategySelected(Payload):
     """The site's active strategy changed or was confirmed by a user. Key: `site`.
 

@@ -154,7 +154,8 @@ async def _newest_plan(pool: Any, site: str) -> datetime | None:
 async def optimization_history(pool: PoolDep, settings: SettingsDep,
                                days: float = Query(1, gt=0, le=366), site: str | None = None,
                                limit: int = Query(500, ge=1, le=10000)) -> dict[str, Any]:
-    """Optimisations of the last `days` days: time, strategy, profit, solver, status."""
+    """Optimisations of the last `days` days: time, strategy, profit, solver, status; and the
+    failed ones with their reason."""
     cfg = site_of(settings, site)
     newest = await _newest_plan(pool, cfg.site_id)
     if newest is None:
@@ -165,7 +166,12 @@ async def optimization_history(pool: PoolDep, settings: SettingsDep,
                soc_initial_pct
         FROM ems.plans WHERE site = $1 AND planned_at > $2
         ORDER BY planned_at DESC LIMIT $3""", cfg.site_id, newest - timedelta(days=days), limit)
-    return {"site": cfg.site_id, "optimizations": [dict(r) for r in rows]}
+    failures = await pool.fetch("""
+        SELECT failed_at, trigger, strategy, reason, detail FROM ems.failures
+        WHERE site = $1 AND failed_at > $2 ORDER BY failed_at DESC LIMIT $3""",
+        cfg.site_id, newest - timedelta(days=days), limit)
+    return {"site": cfg.site_id, "optimizations": [dict(r) for r in rows],
+            "failures": [dict(r) for r in failures]}
 
 
 async def _daily(pool: Any, cfg: SiteConfig, days: int) -> list[dict[str, Any]]:

@@ -56,6 +56,7 @@ from schemas.catalog import (
 )
 from schemas.clock import ClockTicked
 from schemas.ems import (
+    DispatchFailed,
     DispatchPlanned,
     ForecastPoint,
     ForecastPublished,
@@ -191,6 +192,10 @@ class DispatchProcessor(Processor):
                 plan = dispatcher.plan(state.strategy, inputs)
         except DispatchError as exc:
             log.warning("no plan", site=site.site_id, trigger=why, error=str(exc))
+            out.emits.append(self._emit(PLANS.name, DispatchFailed(
+                site=site.site_id, failed_at=now, trigger=why,  # type: ignore[arg-type]
+                strategy=state.strategy if mode == "manual" else None,
+                reason=getattr(exc, "reason", "error"), detail=str(exc)), now))
             return
         solve_time = time.perf_counter() - started
         EMS_SOLVE.labels(site.site_id).observe(solve_time)

@@ -14,7 +14,13 @@ import pytest
 from domain.forecasting import ForecastOptions
 from gateways.market_data.price_file import read_price_csv
 from schemas.clock import ClockTicked
-from schemas.ems import DispatchPlanned, ForecastPublished, SetStrategy, StrategySelected
+from schemas.ems import (
+    DispatchFailed,
+    DispatchPlanned,
+    ForecastPublished,
+    SetStrategy,
+    StrategySelected,
+)
 from schemas.envelope import decode, encode, new_envelope
 from schemas.telemetry import SetpointIssued, TelemetryReceived
 from schemas.trading import SubmitOrder
@@ -217,3 +223,17 @@ def test_a_weather_file_lowers_the_pv_forecast(sites, price_forecast, tmp_path) 
         pv_peaks[name] = max(p.p50 for p in pv.points)
     assert pv_peaks["clear"] > 0
     assert pv_peaks["cloudy"] < 0.5 * pv_peaks["clear"]  # Kasten-Czeplak: 1 - 0.75 at 100 %
+
+
+def test_an_infeasible_site_reports_dispatch_failed(sites, price_forecast) -> None:
+    forecast, _ = price_forecast
+    # no grid import at all, but a load the battery cannot carry for 24 h: infeasible
+    site = replace(sites[0], grid_import_max_kw=0.0, load_scale=5000.0, pv_peak_kw=0.0)
+    dp = DispatchProcessor([site])
+    dp.restore(0, {})
+    out = Output()
+    dp.handle(0, [rec("ems.forecasts.v1", forecast, CLOCK)], out)
+    assert payloads(out, DispatchPlanned) == [] and payloads(out, SetpointIssued) == []
+    failed = payloads(out, DispatchFailed)
+    assert len(failed) == 1
+    assert failed[0].reason == "infeasible" and failed[0].trigger == "forecast"

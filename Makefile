@@ -36,6 +36,7 @@ lint: install ## ruff, mypy (strict on domain/ and schemas/), import contracts
 bench: install ## benchmarks with same-run references (see bench/README.md)
 	$(BIN)/python -m bench.market_pipeline
 	$(BIN)/python -m bench.matching
+	$(BIN)/python -m bench.trading_e2e
 	$(BIN)/python -m bench.telemetry
 	$(BIN)/python -m bench.dispatch
 

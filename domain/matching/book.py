@@ -1,14 +1,25 @@
 """A price-time priority limit order book on integers (ticks, lots); one per delivery period.
 
-Each side keeps ``dict key -> Level`` plus an ascending list of keys (``bisect``) whose *last*
-element is the best price: a bid's key is its price, an ask's key is minus its price. So both
-sides pop their best level from the end of a list, and an incoming order crosses the opposite
-side while ``key >= -own_key``.
+The layout is chosen for CPython speed (`bench/matching.py` runs it beside a C++ book):
 
-A level is a deque in time priority. Cancels are lazy and O(1): the order is dropped from the
-id index, flagged dead and subtracted from its level's totals; the dead entry stays in the deque
-until matching reaches it (or the level is compacted when dead entries dominate). A level with no
-live order is removed at once, so the best level of a side always holds a live order.
+* The id index ``order id -> open lots`` holds the live resting orders, and only them.
+* A side is ``dict key -> level`` plus an ascending list of its keys (``bisect``) whose *last*
+  element is the best price: a bid's key is its price, an ask's key is minus its price. So both
+  sides take their best level from the end of a list, and an incoming order crosses the
+  opposite side while ``key >= -its own key``.
+* A level is a deque of ``(order id, account)`` in time priority, nothing else: immutable
+  tuples of atoms (cheap to build, untracked by the cyclic GC after its first pass) and no
+  per-level totals to keep up on the hot paths (depth and the FOK check add them up).
+* Cancels are lazy and O(1): the order leaves the index; its entry, now *dead*, stays in the
+  deque until matching reaches it. Matching drops dead entries and levels that run empty, so a
+  level may hold only dead entries; the read methods skip those, and an incoming order that
+  only "crosses" them does not trade. To bound memory, all levels are compacted (dead entries
+  and empty levels dropped) once the cancels since the last compaction exceed twice the live
+  orders then (at least `_COMPACT_MIN`): O(1) amortised per cancel.
+
+Because a dead entry is recognised by its id being absent from the index, an order id must not
+be added again once it left the book (cancelled, filled, or cancelled by self-trade
+prevention): use a fresh id per placement (the engine uses its priority sequence number).
 
 Self-trade prevention (when asked for): a resting order of the incoming order's account is
 cancelled (reported with 0 lots) and matching continues behind it.
@@ -16,225 +27,235 @@ cancelled (reported with 0 lots) and matching continues behind it.
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import insort
 from collections import deque
 from collections.abc import Hashable, Iterator
-from itertools import islice
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 BUY = 0
 SELL = 1
 
 K = TypeVar("K", bound=Hashable)
 
-_COMPACT_MIN_DEAD = 64
+_COMPACT_MIN = 4096
 
+Fill = tuple[K, int]
+"""(resting order id, lots traded); 0 lots: cancelled by self-trade prevention."""
 
-class BookOrder(Generic[K]):
-    """A resting order: id, side (BUY/SELL), limit in ticks, open lots, account (STP scope)."""
-
-    __slots__ = ("account", "live", "order_id", "price", "remaining", "side")
-
-    def __init__(
-        self, order_id: K, side: int, price: int, remaining: int, account: Hashable
-    ) -> None:
-        self.order_id = order_id
-        self.side = side
-        self.price = price
-        self.remaining = remaining
-        self.account = account
-        self.live = True
-
-    def __repr__(self) -> str:
-        side = "BUY" if self.side == BUY else "SELL"
-        return f"BookOrder({self.order_id!r}, {side}, {self.remaining} @ {self.price})"
-
-
-class Level(Generic[K]):
-    """Orders at one price in time priority; `lots` and `live` count live orders only."""
-
-    __slots__ = ("dead", "live", "lots", "orders")
-
-    def __init__(self) -> None:
-        self.orders: deque[BookOrder[K]] = deque()
-        self.lots = 0
-        self.live = 0
-        self.dead = 0
-
-
-class _Side(Generic[K]):
-    __slots__ = ("keys", "levels", "sign")
-
-    def __init__(self, sign: int) -> None:
-        self.sign = sign  # key = sign * price
-        self.levels: dict[int, Level[K]] = {}
-        self.keys: list[int] = []
-
-
-Fill = tuple[BookOrder[K], int]
-"""(resting order, lots traded); 0 lots: cancelled by self-trade prevention."""
+Level = deque[tuple[Any, Hashable]]
+"""``(order id, account)`` of the orders at one price, in time priority (dead ones included)."""
 
 
 class OrderBook(Generic[K]):
-    """Integer price-time priority book. Order ids must be unique among resting orders."""
+    """Integer price-time priority book; ids are unique per placement (see the module doc)."""
 
-    __slots__ = ("_index", "_sides")
+    __slots__ = ("_ask_keys", "_asks", "_bid_keys", "_bids", "_cancel_budget", "_index")
 
     def __init__(self) -> None:
-        self._sides: tuple[_Side[K], _Side[K]] = (_Side(1), _Side(-1))
-        self._index: dict[K, BookOrder[K]] = {}
+        self._bids: dict[int, Level] = {}  # key = price
+        self._asks: dict[int, Level] = {}  # key = -price
+        self._bid_keys: list[int] = []  # ascending: best last
+        self._ask_keys: list[int] = []
+        self._index: dict[K, int] = {}  # live resting order -> open lots
+        self._cancel_budget = _COMPACT_MIN  # cancels until the next compaction
 
     def __len__(self) -> int:
         return len(self._index)
 
+    def __bool__(self) -> bool:
+        return bool(self._index)
+
     def __contains__(self, order_id: object) -> bool:
         return order_id in self._index
 
-    def get(self, order_id: K) -> BookOrder[K] | None:
+    def remaining(self, order_id: K) -> int | None:
+        """Open lots of a resting order, None when it is not in the book."""
         return self._index.get(order_id)
 
-    def add(self, order: BookOrder[K]) -> None:
-        """Rest `order` at the back of its price level (it does not match here)."""
-        side = self._sides[order.side]
-        key = side.sign * order.price
-        level = side.levels.get(key)
+    def add(self, order_id: K, side: int, price: int, lots: int, account: Hashable) -> None:
+        """Rest an order of `lots` > 0 at the back of its price level (it does not match)."""
+        if side:
+            levels, keys, key = self._asks, self._ask_keys, -price
+        else:
+            levels, keys, key = self._bids, self._bid_keys, price
+        level = levels.get(key)
         if level is None:
-            level = side.levels[key] = Level()
-            insort(side.keys, key)
-        level.orders.append(order)
-        level.live += 1
-        level.lots += order.remaining
-        self._index[order.order_id] = order
-
-    def remove(self, order_id: K) -> BookOrder[K] | None:
-        """Cancel a resting order in O(1) (lazily); None when it is not in the book."""
-        order = self._index.pop(order_id, None)
-        if order is None:
-            return None
-        order.live = False
-        side = self._sides[order.side]
-        key = side.sign * order.price
-        level = side.levels[key]
-        level.live -= 1
-        level.lots -= order.remaining
-        if not level.live:
-            del side.levels[key]
-            del side.keys[bisect_left(side.keys, key)]
-            return order
-        level.dead += 1
-        if level.dead >= _COMPACT_MIN_DEAD and level.dead > level.live:
-            level.orders = deque(o for o in level.orders if o.live)
-            level.dead = 0
-        return order
-
-    def reduce(self, order_id: K, lots: int) -> BookOrder[K]:
-        """Take `lots` off a resting order keeping its priority; removed when nothing is left."""
-        order = self._index[order_id]
-        if not 0 < lots <= order.remaining:
-            raise ValueError(f"cannot reduce {order!r} by {lots} lots")
-        if lots == order.remaining:
-            self.remove(order_id)
-            order.remaining = 0
-            return order
-        side = self._sides[order.side]
-        side.levels[side.sign * order.price].lots -= lots
-        order.remaining -= lots
-        return order
+            level = levels[key] = deque()
+            insort(keys, key)
+        level.append((order_id, account))
+        self._index[order_id] = lots
 
     def match(
         self, side: int, limit: int, lots: int, account: Hashable, stp: bool,
         out: list[Fill[K]],
     ) -> int:
-        """Match an incoming order against the opposite side; returns the lots left over.
-
-        Appends ``(resting order, lots)`` to `out` per fill in priority order (a filled resting
-        order has ``remaining == 0`` and has left the book); with `stp`, a resting order of
-        `account` is cancelled instead and appended with 0 lots (its ``remaining`` untouched).
-        """
-        opposite = self._sides[1 - side]
-        levels = opposite.levels
-        keys = opposite.keys
-        index = self._index
-        threshold = -limit if side == BUY else limit
-        while lots and keys:
-            key = keys[-1]
-            if key < threshold:
-                break
-            level = levels[key]
-            queue = level.orders
-            while queue:
-                maker = queue[0]
-                if not maker.live:
-                    queue.popleft()
-                    level.dead -= 1
-                    continue
-                if stp and maker.account == account:
-                    queue.popleft()
-                    maker.live = False
-                    level.live -= 1
-                    level.lots -= maker.remaining
-                    del index[maker.order_id]
-                    out.append((maker, 0))
-                    continue
-                rest = maker.remaining
-                if rest <= lots:
-                    queue.popleft()
-                    maker.live = False
-                    maker.remaining = 0
-                    level.live -= 1
-                    level.lots -= rest
-                    del index[maker.order_id]
-                    out.append((maker, rest))
-                    lots -= rest
-                    if not lots:
-                        break
-                else:
-                    maker.remaining = rest - lots
-                    level.lots -= lots
-                    out.append((maker, lots))
-                    lots = 0
-                    break
-            if not level.live:
-                del levels[key]
-                keys.pop()
+        """Match an incoming order without resting it (IOC, FOK); returns the lots left over
+        (see `place` for `out`)."""
+        if side:
+            keys = self._bid_keys
+            if lots and keys and keys[-1] >= limit:
+                return self._take(self._bids, keys, limit, lots, account, stp, out)
+        else:
+            keys = self._ask_keys
+            if lots and keys and keys[-1] >= -limit:
+                return self._take(self._asks, keys, -limit, lots, account, stp, out)
         return lots
+
+    def place(
+        self, order_id: K, side: int, price: int, lots: int, account: Hashable, stp: bool,
+        out: list[Fill[K]],
+    ) -> int:
+        """Match an incoming GTC order of `lots` > 0 against the opposite side, then rest what
+        is left at the back of its level; returns the lots rested.
+
+        Appends ``(resting order id, lots)`` to `out` per fill, in priority order (a resting
+        order filled completely leaves the book); with `stp`, a resting order of `account` is
+        cancelled instead (it leaves the book) and appended with 0 lots. (`add` and `match`
+        are its two halves; this is the hot path, so it inlines them.)
+        """
+        if side:
+            keys = self._bid_keys
+            if keys and keys[-1] >= price:
+                lots = self._take(self._bids, keys, price, lots, account, stp, out)
+                if not lots:
+                    return 0
+            levels = self._asks
+            key = -price
+            level = levels.get(key)
+            if level is None:
+                level = levels[key] = deque()
+                insort(self._ask_keys, key)
+        else:
+            keys = self._ask_keys
+            if keys and keys[-1] >= -price:
+                lots = self._take(self._asks, keys, -price, lots, account, stp, out)
+                if not lots:
+                    return 0
+            levels = self._bids
+            level = levels.get(price)
+            if level is None:
+                level = levels[price] = deque()
+                insort(self._bid_keys, price)
+        level.append((order_id, account))
+        self._index[order_id] = lots
+        return lots
+
+    def _take(
+        self, levels: dict[int, Level], keys: list[int], threshold: int, lots: int,
+        account: Hashable, stp: bool, out: list[Fill[K]],
+    ) -> int:
+        """The matching loop over one side (`place`); `threshold`: the lowest crossing key."""
+        index = self._index
+        append = out.append
+        while True:
+            key = keys[-1]
+            level = levels[key]
+            while level:
+                maker, maker_account = level[0]
+                open_lots = index.get(maker)
+                if open_lots is None:  # cancelled
+                    level.popleft()
+                elif stp and maker_account == account:
+                    level.popleft()
+                    del index[maker]
+                    append((maker, 0))
+                elif open_lots > lots:
+                    index[maker] = open_lots - lots
+                    append((maker, lots))
+                    return 0
+                else:
+                    level.popleft()
+                    del index[maker]
+                    append((maker, open_lots))
+                    lots -= open_lots
+                    if not lots:
+                        if not level:
+                            del levels[key]
+                            keys.pop()
+                        return 0
+            del levels[key]
+            keys.pop()
+            if not keys or keys[-1] < threshold:
+                return lots
+
+    def remove(self, order_id: K) -> int | None:
+        """Cancel a resting order in O(1) (lazily); its open lots, None when not in the book."""
+        lots = self._index.pop(order_id, None)
+        if lots is not None:
+            self._cancel_budget -= 1
+            if not self._cancel_budget:
+                self.compact()
+        return lots
+
+    def compact(self) -> None:
+        """Drop the dead entries and the levels without a live order (see the module doc)."""
+        index = self._index
+        for levels, keys in ((self._bids, self._bid_keys), (self._asks, self._ask_keys)):
+            for key in keys:
+                level = levels[key]
+                live = [entry for entry in level if entry[0] in index]
+                if not live:
+                    del levels[key]
+                elif len(live) < len(level):
+                    levels[key] = deque(live)
+            keys[:] = sorted(levels)
+        self._cancel_budget = max(2 * len(index), _COMPACT_MIN)
+
+    def reduce(self, order_id: K, lots: int) -> int:
+        """Take `lots` off a resting order keeping its priority; returns its open lots after
+        (removed when 0). Raises KeyError (not resting) or ValueError (not 0 < lots <= open)."""
+        open_lots = self._index[order_id]
+        if not 0 < lots <= open_lots:
+            raise ValueError(f"cannot reduce order {order_id!r} ({open_lots} lots) by {lots}")
+        if lots == open_lots:
+            self.remove(order_id)
+            return 0
+        self._index[order_id] = open_lots - lots
+        return open_lots - lots
 
     def fillable(self, side: int, limit: int, lots: int, account: Hashable, stp: bool) -> bool:
         """Whether an incoming order could fill `lots` completely right now (FOK check);
         with `stp`, resting orders of `account` do not count (they would be cancelled)."""
-        opposite = self._sides[1 - side]
-        threshold = -limit if side == BUY else limit
-        for key in reversed(opposite.keys):
+        index = self._index
+        threshold = limit if side else -limit
+        for key, level in self._levels(1 - side):
             if key < threshold:
                 return False
-            level = opposite.levels[key]
-            if not stp:
-                lots -= level.lots
-            else:
-                for order in level.orders:
-                    if order.live and order.account != account:
-                        lots -= order.remaining
+            for maker, maker_account in level:
+                if not stp or maker_account != account:
+                    lots -= index.get(maker, 0)  # 0 for a dead entry
             if lots <= 0:
                 return True
         return False
 
     def best(self, side: int) -> int | None:
         """Best price (ticks) of `side`, None when empty."""
-        s = self._sides[side]
-        return s.sign * s.keys[-1] if s.keys else None
+        rows = self.depth(side, 1)
+        return rows[0][0] if rows else None
 
     def depth(self, side: int, levels: int = 10) -> list[tuple[int, int, int]]:
         """Up to `levels` best levels of `side` as (price ticks, open lots, live orders)."""
-        s = self._sides[side]
-        return [
-            (s.sign * key, s.levels[key].lots, s.levels[key].live)
-            for key in islice(reversed(s.keys), max(levels, 0))
-        ]
+        index = self._index
+        sign = 1 if side == BUY else -1
+        rows: list[tuple[int, int, int]] = []
+        for key, level in self._levels(side):
+            if len(rows) >= levels:
+                break
+            live = [index[maker] for maker, _ in level if maker in index]
+            if live:
+                rows.append((sign * key, sum(live), len(live)))
+        return rows
 
-    def orders(self, side: int) -> Iterator[BookOrder[K]]:
-        """Live orders of `side`, best price first, then time priority."""
-        s = self._sides[side]
-        for key in reversed(s.keys):
-            for order in s.levels[key].orders:
-                if order.live:
-                    yield order
+    def orders(self, side: int) -> Iterator[tuple[K, int]]:
+        """(order id, open lots) of the live orders of `side`, best price first, then time."""
+        index = self._index
+        for _, level in self._levels(side):
+            for maker, _ in level:
+                if maker in index:
+                    yield maker, index[maker]
+
+    def _levels(self, side: int) -> Iterator[tuple[int, Level]]:
+        """(key, level) of `side`, best first (levels may hold only dead entries)."""
+        levels, keys = (self._asks, self._ask_keys) if side else (self._bids, self._bid_keys)
+        for key in reversed(keys):
+            yield key, levels[key]

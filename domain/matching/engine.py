@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from domain.matching import events as ev
-from domain.matching.book import BUY, SELL, BookOrder, Fill, OrderBook
+from domain.matching.book import BUY, SELL, Fill, OrderBook
 from domain.matching.orders import BookDepth, BookKey, DepthLevel, OpenOrder, OrderState
 from domain.matching.spec import DEFAULT_SPECS, MarketSpec
 from schemas.base import Payload
@@ -71,12 +71,15 @@ class MatchingEngine:
         self._reset()
 
     def _reset(self) -> None:
-        self._books: dict[BookKey, OrderBook[uuid.UUID]] = {}
+        self._books: dict[BookKey, OrderBook[int]] = {}
         self._orders: dict[uuid.UUID, OrderState] = {}  # open (resting) orders
+        # the same orders by book id: their priority, unique per placement (a modify that loses
+        # priority re-enters the book under a new one, as `OrderBook` requires)
+        self._resting: dict[int, OrderState] = {}
         self._seen: set[uuid.UUID] = set()
         self._closures: list[tuple[datetime, str, datetime]] = []  # heap of gate closures
         self._priority = 0
-        self._fills: list[Fill[uuid.UUID]] = []
+        self._fills: list[Fill[int]] = []
 
     @classmethod
     def from_events(
@@ -116,7 +119,9 @@ class MatchingEngine:
             book = self._books.pop((market, start), None)
             if book is None:
                 continue
-            states = [self._orders.pop(o.order_id) for s in (BUY, SELL) for o in book.orders(s)]
+            states = [self._resting.pop(bid) for s in (BUY, SELL) for bid, _ in book.orders(s)]
+            for state in states:
+                del self._orders[state.order_id]
             states.sort(key=_by_priority)
             out.extend(ev.expired(state, now) for state in states)
         return out
@@ -131,8 +136,7 @@ class MatchingEngine:
             key=_by_priority,
         )
         for state in states:
-            self._books[state.book_key].remove(state.order_id)
-            del self._orders[state.order_id]
+            self._unrest(state)
         return [ev.cancelled(state, reason, now) for state in states]
 
     def _submit(self, cmd: SubmitOrder, now: datetime, out: list[Payload]) -> None:
@@ -176,7 +180,7 @@ class MatchingEngine:
         self._rest_or_close(state, side, book, out, now)
 
     def _take(
-        self, taker: OrderState, side: int, book: OrderBook[uuid.UUID], out: list[Payload],
+        self, taker: OrderState, side: int, book: OrderBook[int], out: list[Payload],
         now: datetime,
     ) -> None:
         fills = self._fills
@@ -185,10 +189,11 @@ class MatchingEngine:
         book.match(side, taker.price, taker.remaining, taker.account,
                    spec.self_trade_prevention, fills)
         orders = self._orders
-        for resting, lots in fills:
-            maker = orders[resting.order_id]
+        resting = self._resting
+        for book_id, lots in fills:
+            maker = resting[book_id]
             if not lots:
-                del orders[maker.order_id]
+                del orders[maker.order_id], resting[book_id]
                 out.append(ev.cancelled(maker, "self_trade_prevention", now))
                 continue
             if side == BUY:
@@ -203,18 +208,19 @@ class MatchingEngine:
             out.append(ev.fill(maker, trade_id, lots, price, now))
             out.append(ev.fill(taker, trade_id, lots, price, now))
             if maker.filled == maker.quantity:
-                del orders[maker.order_id]
+                del orders[maker.order_id], resting[book_id]
         fills.clear()
 
     def _rest_or_close(
-        self, state: OrderState, side: int, book: OrderBook[uuid.UUID], out: list[Payload],
+        self, state: OrderState, side: int, book: OrderBook[int], out: list[Payload],
         now: datetime,
     ) -> None:
         remaining = state.remaining
         if not remaining:
             del self._orders[state.order_id]
         elif state.time_in_force is TimeInForce.GTC:
-            book.add(BookOrder(state.order_id, side, state.price, remaining, state.account))
+            book.add(state.priority, side, state.price, remaining, state.account)
+            self._resting[state.priority] = state
         else:  # IOC (a FOK that passed `fillable` always fills completely)
             del self._orders[state.order_id]
             out.append(ev.cancelled(state, "ioc_remainder", now))
@@ -234,8 +240,7 @@ class MatchingEngine:
         state = self._open_order(cmd, now, out)
         if state is None:
             return
-        self._books[state.book_key].remove(state.order_id)
-        del self._orders[state.order_id]
+        self._unrest(state)
         out.append(ev.cancelled(state, "requested", now))
 
     def _modify(self, cmd: ModifyOrder, now: datetime, out: list[Payload]) -> None:
@@ -263,11 +268,12 @@ class MatchingEngine:
         book = self._books[state.book_key]
         if price == state.price and quantity <= state.quantity:
             if quantity < state.quantity:
-                book.reduce(state.order_id, state.quantity - quantity)
+                book.reduce(state.priority, state.quantity - quantity)
                 state.quantity = quantity
             out.append(ev.modified(state, False, now))
             return
-        book.remove(state.order_id)
+        book.remove(state.priority)
+        del self._resting[state.priority]
         state.price, state.quantity, state.priority = price, quantity, self._next_priority()
         out.append(ev.modified(state, True, now))
         side = BUY if state.side is Side.BUY else SELL
@@ -282,9 +288,9 @@ class MatchingEngine:
             state = self._orders[event.order_id]
             lots = _lots(state.spec, event.fill_quantity_mwh)
             state.filled += lots
-            self._books[state.book_key].reduce(state.order_id, lots)
+            self._books[state.book_key].reduce(state.priority, lots)
             if state.filled == state.quantity:
-                del self._orders[state.order_id]
+                del self._orders[state.order_id], self._resting[state.priority]
         elif isinstance(event, OrderAccepted):
             spec = self._spec(event.market)
             state = OrderState(
@@ -296,20 +302,20 @@ class MatchingEngine:
             self._seen.add(state.order_id)
             self._rest(state)
         elif isinstance(event, (OrderCancelled, OrderExpired)):
-            state = self._orders.pop(event.order_id)
-            self._books[state.book_key].remove(state.order_id)
+            self._unrest(self._orders[event.order_id])
         elif isinstance(event, OrderModified):
             state = self._orders[event.order_id]
             book = self._books[state.book_key]
             price = _ticks(state.spec, event.limit_price_eur_mwh)
             quantity = _lots(state.spec, event.quantity_mwh)
             if event.lost_priority:
-                book.remove(state.order_id)
+                book.remove(state.priority)
+                del self._resting[state.priority]
                 state.price, state.quantity, state.priority = (
                     price, quantity, self._next_priority())
                 self._rest(state)
             elif quantity < state.quantity:
-                book.reduce(state.order_id, state.quantity - quantity)
+                book.reduce(state.priority, state.quantity - quantity)
                 state.quantity = quantity
         elif (isinstance(event, OrderRejected) and event.stage == "matching"
               and event.reason != "unknown_order"):
@@ -318,8 +324,14 @@ class MatchingEngine:
     def _rest(self, state: OrderState) -> None:
         book = self._books.get(state.book_key) or self._new_book(state.book_key, state.spec)
         side = BUY if state.side is Side.BUY else SELL
-        book.add(BookOrder(state.order_id, side, state.price, state.remaining, state.account))
+        book.add(state.priority, side, state.price, state.remaining, state.account)
         self._orders[state.order_id] = state
+        self._resting[state.priority] = state
+
+    def _unrest(self, state: OrderState) -> None:
+        """Take a resting order out of its book and the engine."""
+        self._books[state.book_key].remove(state.priority)
+        del self._orders[state.order_id], self._resting[state.priority]
 
     # -- snapshot --------------------------------------------------------------------------
 
@@ -385,8 +397,8 @@ class MatchingEngine:
             raise ValueError(f"unknown market {market!r}")
         return spec
 
-    def _new_book(self, key: BookKey, spec: MarketSpec) -> OrderBook[uuid.UUID]:
-        book: OrderBook[uuid.UUID] = OrderBook()
+    def _new_book(self, key: BookKey, spec: MarketSpec) -> OrderBook[int]:
+        book: OrderBook[int] = OrderBook()
         self._books[key] = book
         heapq.heappush(self._closures, (spec.gate_closure(key[1]), key[0], key[1]))
         return book

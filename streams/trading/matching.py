@@ -37,6 +37,8 @@ class MatchingProcessor(Processor):
 
     def __init__(self) -> None:
         self.engines: dict[int, MatchingEngine] = {}
+        self._trades: dict[str, Any] = {}  # Prometheus children by market (labels() is slow)
+        self._rejected: dict[str, Any] = {}  # ... by reason
 
     def restore(self, partition: int, state: dict[bytes, bytes]) -> None:
         engine = MatchingEngine()
@@ -58,11 +60,18 @@ class MatchingProcessor(Processor):
                 result = caused_by(envelope, payload, source=SOURCE)
                 if isinstance(payload, TradeExecuted):
                     out.emits.append(Emit.envelope(TRADES_TOPIC.name, result))
-                    TRADES.labels(payload.market).inc()
+                    counter = self._trades.get(payload.market)
+                    if counter is None:
+                        counter = self._trades[payload.market] = TRADES.labels(payload.market)
+                    counter.inc()
                     continue
                 out.emits.append(Emit.envelope(ORDER_EVENTS_TOPIC.name, result))
                 if isinstance(payload, OrderRejected):
-                    ORDERS.labels("matching", payload.reason).inc()
+                    counter = self._rejected.get(payload.reason)
+                    if counter is None:
+                        counter = self._rejected[payload.reason] = ORDERS.labels(
+                            "matching", payload.reason)
+                    counter.inc()
                 order_id = getattr(payload, "order_id", None)
                 if order_id is not None:
                     touched.add(order_id)

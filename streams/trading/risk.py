@@ -74,10 +74,12 @@ class RiskProcessor(Processor):
         states = self.states.setdefault(partition, {})
         changed: set[str] = set()
 
+        glob = states.get(GLOBAL)
+
         def load(site: str) -> RiskState:
             state = states.get(site) or RiskState(site=site)
-            glob = states.get(GLOBAL)
-            return replace(state, global_kill=glob.global_kill if glob else None)
+            kill = glob.global_kill if glob else None
+            return state if state.global_kill == kill else replace(state, global_kill=kill)
 
         for record in records:
             envelope = self.decode(record, out, ACCEPTED)
@@ -85,7 +87,7 @@ class RiskProcessor(Processor):
                 continue
             payload = envelope.payload
             if isinstance(payload, SetKillSwitch) and payload.site is None:
-                states[GLOBAL] = evolve(load(GLOBAL), payload, payload.requested_at)
+                states[GLOBAL] = glob = evolve(load(GLOBAL), payload, payload.requested_at)
                 changed.add(GLOBAL)
                 if partition == 0:
                     fwd = caused_by(envelope, payload, source=SOURCE)

@@ -77,9 +77,14 @@ def run(engine: MatchingEngine, *commands: Payload, now: datetime = T0) -> list[
 
 
 def assert_valid(events: list[Payload]) -> None:
-    """Events are built with model_construct: they must validate and survive the wire."""
+    """Events are built without validation: they must validate and survive the wire, and be
+    what ``model_construct`` builds (same fields, same order, same fields_set)."""
     for event in events:
-        assert type(event).model_validate(event.model_dump()) == event
+        cls = type(event)
+        assert cls.model_validate(event.model_dump()) == event
+        constructed = cls.model_construct(**event.model_dump())
+        assert constructed == event and repr(constructed) == repr(event)
+        assert constructed.model_fields_set == event.model_fields_set == set(cls.model_fields)
         assert decode(encode(new_envelope(event, occurred_at=T0, source="test"))).payload == event
 
 

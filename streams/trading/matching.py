@@ -7,6 +7,9 @@ lifecycle events to ``trading.order-events.v1`` (key site) and trades to ``tradi
 trade, both order updates, the book change and the input offset commit in ONE Kafka
 transaction (`streams.runtime`); after a restart the book of each partition is restored from
 that log and resumes exactly where it stopped.
+
+It also follows ``system.clock.v1``: a `ClockTicked` expires the resting orders whose gate
+closure has passed (``OrderExpired``) without waiting for the next command to the partition.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import orjson
 from domain.matching.engine import MatchingEngine
 from infra.metrics import ORDERS, TRADES
 from infra.settings import Settings
-from schemas.catalog import MATCHING_INBOX, ORDER_EVENTS_TOPIC
+from schemas.catalog import CLOCK, MATCHING_INBOX, ORDER_EVENTS_TOPIC
 from schemas.catalog import TRADES as TRADES_TOPIC
+from schemas.clock import ClockTicked
 from schemas.envelope import caused_by
 from schemas.trading import ORDER_COMMANDS, OrderRejected, TradeExecuted
 from streams.runtime import Emit, Output, Processor, Runtime
@@ -28,11 +32,12 @@ from streams.trading.risk import command_time
 
 NAME = "matching"
 SOURCE = "streams.matching"
+ACCEPTED = (*ORDER_COMMANDS, ClockTicked)
 
 
 class MatchingProcessor(Processor):
     name = NAME
-    inputs = (MATCHING_INBOX.name,)
+    inputs = (MATCHING_INBOX.name, CLOCK.name)
     partitions = MATCHING_INBOX.partitions
 
     def __init__(self) -> None:
@@ -52,10 +57,16 @@ class MatchingProcessor(Processor):
         engine = self.engines.setdefault(partition, MatchingEngine())
         touched: set[Any] = set()
         for record in records:
-            envelope = self.decode(record, out, ORDER_COMMANDS)
+            envelope = self.decode(record, out, ACCEPTED)
             if envelope is None:
                 continue
             command = envelope.payload
+            if isinstance(command, ClockTicked):
+                for expired in engine.expire(command.at):
+                    out.emits.append(Emit.envelope(ORDER_EVENTS_TOPIC.name, caused_by(
+                        envelope, expired, source=SOURCE, occurred_at=command.at)))
+                    touched.add(expired.order_id)
+                continue
             for payload in engine.handle(command, command_time(command)):
                 result = caused_by(envelope, payload, source=SOURCE)
                 if isinstance(payload, TradeExecuted):

@@ -1,16 +1,21 @@
 """Telemetry benchmark: gateways against same-run references.
 
-``.venv/bin/python -m bench.telemetry [--messages N] [--seconds S] [--devices D]``
+``.venv/bin/python -m bench.telemetry [--messages N] [--seconds S] [--devices D]
+[--rounds R] [--only mqtt|modbus|skew ...]``
 
 Set-up: embedded Kafka, Postgres (fsync off) and Mosquitto on free ports in a temp dir (or
 BESS_KAFKA_BOOTSTRAP / BESS_POSTGRES_DSN when set). Publishers and Modbus servers run in child
 processes so they do not share the measuring process's CPU.
 
 1. MQTT: a paho-mqtt publisher process sends N site-telemetry messages (QoS 0, 4 quantities
-   each) as fast as it can. Reference: a bare paho-mqtt subscriber (threaded loop, counts
-   messages). Then the gateway (aiomqtt, parse, validate, dedup, envelope, aiokafka producer)
-   on the same broker; timed from its first message to the broker's ack of the last event.
-   Then the telemetry projection applies those N events to Postgres (timed catch_up).
+   each) as fast as it can, once per measurement, to the same broker. Reference: a bare
+   paho-mqtt subscriber (threaded loop, counts messages); for comparison once a bare aiomqtt
+   subscriber (what the gateway used before). The gateway (`MqttGateway.run`: its own MQTT
+   client, batches, parse, validate, dedup, envelope bytes, aiokafka record batches, with the
+   producer and publisher of `run_gateway`) is timed from its first message to the broker's
+   ack of the last event, with the process's CPU time per reading (both threads). `--rounds`
+   rounds of (reference, gateway) alternate, so both see the same machine load; medians. Then
+   the telemetry projection applies all those events to Postgres (timed catch_up).
 2. Modbus: the device simulator (pymodbus server, predecessor map) in a child process.
    Reference: a raw-socket client (hand-built MBAP frames, asyncio streams, one request in
    flight). Poller: the gateway's `ModbusReader.read()` (pymodbus client + profile decode), and
@@ -39,11 +44,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import asyncpg
 import paho.mqtt.client as paho
 
 from gateways.modbus.gateway import DevicePoller, run_gateway
-from gateways.mqtt.gateway import MqttGateway, topic_config
+from gateways.mqtt.gateway import MqttGateway, make_gateway_producer, topic_config
 from gateways.telemetry.publisher import TelemetryPublisher
 from infra.kafka_io import ensure_topics, make_producer
 from infra.local.kafka import KafkaServer
@@ -143,36 +149,54 @@ def bare_paho(port: int, topic: str, n: int, publish: Any) -> dict[str, Any]:
     return {"n": got["n"], "s": elapsed, "rate": got["n"] / elapsed if elapsed else 0.0}
 
 
-async def bench_mqtt(settings: Settings, n: int) -> dict[str, Any]:
-    site = f"bench-{uuid.uuid4().hex[:6]}"
-    topic = f"{settings.mqtt_prefix}/{site}/telemetry"
+async def bare_aiomqtt(port: int, topic: str, n: int, publish: Any) -> dict[str, Any]:
+    """The same as `bare_paho` with aiomqtt (what the gateway used before)."""
+    got, first, last = 0, 0.0, 0.0
+    async with aiomqtt.Client("127.0.0.1", port,
+                              identifier=f"bench-aio-{uuid.uuid4().hex}") as c:
+        await c.subscribe(topic, qos=1)
+        proc = publish()
+        async with asyncio.timeout(120):
+            async for _ in c.messages:
+                now = time.perf_counter()
+                if got == 0:
+                    first = now
+                got += 1
+                last = now
+                if got >= n:
+                    break
+    await asyncio.to_thread(proc.wait)
+    elapsed = last - first
+    return {"n": got, "s": elapsed, "rate": got / elapsed if elapsed else 0.0}
 
-    def publish() -> subprocess.Popen[bytes]:
-        return child(PUBLISHER, str(settings.mqtt_port), topic, str(n))
 
-    bare = await asyncio.to_thread(bare_paho, settings.mqtt_port, topic, n, publish)
-    producer = make_producer(settings.bootstrap, linger_ms=20, max_batch_size=512 * 1024)
+async def gateway_round(settings: Settings, topic: str, n: int,
+                        publish: Any) -> dict[str, Any]:
+    """The gateway as `run_gateway` builds it (producer, publisher defaults) on `topic`."""
+    producer = make_gateway_producer(settings)
     await producer.start()
-    publisher = TelemetryPublisher(producer, "gateway.mqtt", max_pending=20_000)
+    publisher = TelemetryPublisher(producer, "gateway.mqtt")
     gateway = MqttGateway(settings, publisher, topic_config(settings),
                           client_id=f"bench-gw-{uuid.uuid4().hex[:6]}")
     first: list[float] = []
-    handle = gateway.handle
+    handle_batch = gateway.handle_batch
 
-    async def timed(topic_: str, payload: bytes) -> None:
+    async def timed(batch: list[tuple[str, bytes]]) -> None:
         if not first:
             first.append(time.perf_counter())
-        await handle(topic_, payload)
+        await handle_batch(batch)
 
-    gateway.handle = timed  # type: ignore[method-assign]
+    gateway.handle_batch = timed  # type: ignore[method-assign]
     task = asyncio.create_task(gateway.run())
     await gateway.connected.wait()
+    cpu0 = time.process_time()
     proc = publish()
     deadline = time.monotonic() + 120
     while gateway.messages < n and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
     await publisher.flush()
     elapsed = time.perf_counter() - first[0]
+    cpu = time.process_time() - cpu0
     await asyncio.to_thread(proc.wait)
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -180,7 +204,27 @@ async def bench_mqtt(settings: Settings, n: int) -> dict[str, Any]:
     await producer.stop()
     got = publisher.counts["applied"] + publisher.counts["partly_applied"] + \
         publisher.counts["out_of_order"]
-    # into Postgres: the projection catches up on exactly these events
+    return {"n": got, "s": elapsed, "rate": got / elapsed,
+            "cpu_us_per_msg": cpu / max(got, 1) * 1e6}
+
+
+async def bench_mqtt(settings: Settings, n: int, rounds: int) -> dict[str, Any]:
+    """`rounds` x (bare paho subscriber, gateway), each with its own site and publisher run,
+    alternating so that both see the same machine load; medians. aiomqtt once."""
+    sites = [f"bench-{uuid.uuid4().hex[:6]}" for _ in range(rounds)]
+
+    def publisher_for(site: str) -> Any:
+        topic = f"{settings.mqtt_prefix}/{site}/telemetry"
+        return topic, lambda: child(PUBLISHER, str(settings.mqtt_port), topic, str(n))
+
+    bare, gw = [], []
+    topic, publish = publisher_for(sites[0])
+    aio = await bare_aiomqtt(settings.mqtt_port, topic, n, publish)
+    for site in sites:
+        topic, publish = publisher_for(site)
+        bare.append(await asyncio.to_thread(bare_paho, settings.mqtt_port, topic, n, publish))
+        gw.append(await gateway_round(settings, topic, n, publish))
+    # into Postgres: the telemetry projection catches up on exactly these events
     runner = ProjectionRunner(TelemetryProjection(), settings.dsn, settings.bootstrap)
     await runner.open()
     t0 = time.perf_counter()
@@ -188,10 +232,18 @@ async def bench_mqtt(settings: Settings, n: int) -> dict[str, Any]:
     pg_s = time.perf_counter() - t0
     await runner.close()
     conn = await asyncpg.connect(settings.dsn)
-    projected = await conn.fetchval("SELECT count(*) FROM telemetry.readings WHERE site = $1",
-                                    site)
+    projected = await conn.fetchval("SELECT count(*) FROM telemetry.readings "
+                                    "WHERE site = ANY($1::text[])", sites)
     await conn.close()
-    return {"bare": bare, "gateway": {"n": got, "s": elapsed, "rate": got / elapsed},
+    ratios = [g["rate"] / b["rate"] for g, b in zip(gw, bare, strict=True)]
+    return {"rounds": rounds, "aiomqtt": aio,
+            "bare": {"n": n, "rate": statistics.median(b["rate"] for b in bare),
+                     "rates": [b["rate"] for b in bare]},
+            "gateway": {"n": min(g["n"] for g in gw),
+                        "rate": statistics.median(g["rate"] for g in gw),
+                        "rates": [g["rate"] for g in gw],
+                        "cpu_us_per_msg": statistics.median(g["cpu_us_per_msg"] for g in gw)},
+            "ratio": statistics.median(ratios), "ratios": ratios,
             "postgres": {"n": projected, "s": pg_s, "rate": projected / pg_s if pg_s else 0}}
 
 
@@ -284,23 +336,37 @@ def _free(port: int) -> bool:
 
 
 def table(r: dict[str, Any]) -> str:
-    m, mb, sk = r["mqtt"], r["modbus"], r["skew"]
-    rows = [
-        ("MQTT bare paho-mqtt subscriber (reference)", f"{m['bare']['rate']:,.0f} msg/s",
-         f"{m['bare']['n']:,} msgs"),
-        ("MQTT gateway -> Kafka (acked)", f"{m['gateway']['rate']:,.0f} readings/s",
-         f"{m['gateway']['rate'] / m['bare']['rate']:.0%} of bare (target >= 50 %, >= 10k/s)"),
-        ("  -> Postgres (telemetry projection)", f"{m['postgres']['rate']:,.0f} readings/s",
-         f"{m['postgres']['n']:,} events"),
-        ("Modbus raw-socket client (reference)", f"{mb['raw']['rate']:,.0f} polls/s", ""),
-        ("Modbus gateway reader (pymodbus+decode)", f"{mb['read']['rate']:,.0f} polls/s",
-         f"{mb['read']['rate'] / mb['raw']['rate']:.0%} of raw (target >= 50 %)"),
-        ("Modbus gateway poll (+validate+publish)", f"{mb['poll']['rate']:,.0f} polls/s",
-         f"{mb['poll']['rate'] / mb['raw']['rate']:.0%} of raw"),
-        (f"{r['devices']} devices at 1 Hz: poll-start spread", f"p50 {sk['spread_p50_ms']:.1f} ms",
-         f"max {sk['spread_max_ms']:.1f} ms over {sk['ticks']} ticks (target < 200 ms); "
-         f"latest start {sk['late_max_ms']:.1f} ms after the tick"),
-    ]
+    rows: list[tuple[str, str, str]] = []
+    if "mqtt" in r:
+        m = r["mqtt"]
+        bare = m["bare"]["rate"]
+        rounds = ", ".join(f"{x:.0%}" for x in m["ratios"])
+        rows += [
+            ("MQTT bare paho-mqtt subscriber (reference)", f"{bare:,.0f} msg/s",
+             f"median of {m['rounds']} x {m['bare']['n']:,} msgs"),
+            ("MQTT bare aiomqtt subscriber (comparison)", f"{m['aiomqtt']['rate']:,.0f} msg/s",
+             f"{m['aiomqtt']['rate'] / bare:.0%} of bare paho"),
+            ("MQTT gateway -> Kafka (acked)", f"{m['gateway']['rate']:,.0f} readings/s",
+             f"{m['ratio']:.0%} of bare (rounds: {rounds}; target >= 50 %, >= 10k/s); "
+             f"{m['gateway']['cpu_us_per_msg']:.0f} us CPU per reading"),
+            ("  -> Postgres (telemetry projection)", f"{m['postgres']['rate']:,.0f} readings/s",
+             f"{m['postgres']['n']:,} events"),
+        ]
+    if "modbus" in r:
+        mb = r["modbus"]
+        rows += [
+            ("Modbus raw-socket client (reference)", f"{mb['raw']['rate']:,.0f} polls/s", ""),
+            ("Modbus gateway reader (pymodbus+decode)", f"{mb['read']['rate']:,.0f} polls/s",
+             f"{mb['read']['rate'] / mb['raw']['rate']:.0%} of raw (target >= 50 %)"),
+            ("Modbus gateway poll (+validate+publish)", f"{mb['poll']['rate']:,.0f} polls/s",
+             f"{mb['poll']['rate'] / mb['raw']['rate']:.0%} of raw"),
+        ]
+    if "skew" in r:
+        sk = r["skew"]
+        rows.append((f"{r['devices']} devices at 1 Hz: poll-start spread",
+                     f"p50 {sk['spread_p50_ms']:.1f} ms",
+                     f"max {sk['spread_max_ms']:.1f} ms over {sk['ticks']} ticks "
+                     f"(target < 200 ms); latest start {sk['late_max_ms']:.1f} ms after the tick"))
     w = max(len(a) for a, _, _ in rows)
     return "\n".join(f"{a:<{w}}  {b:>22}  {c}" for a, b, c in rows)
 
@@ -310,6 +376,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--messages", type=int, default=50_000)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--devices", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="MQTT: alternating reference/gateway rounds (medians)")
+    ap.add_argument("--only", choices=("mqtt", "modbus", "skew"), action="append",
+                    help="run only these parts (repeatable); default: all")
     args = ap.parse_args(argv)
     os.environ.setdefault("BESS_LOG_LEVEL", "WARNING")
     from infra.logging import configure_logging
@@ -337,10 +407,15 @@ def main(argv: list[str] | None = None) -> int:
 
         async def run() -> dict[str, Any]:
             await ensure_topics(bootstrap)
-            return {"mqtt": await bench_mqtt(settings, args.messages),
-                    "modbus": await bench_modbus(settings, args.seconds),
-                    "skew": await bench_skew(settings, args.devices, max(5.0, args.seconds)),
-                    "devices": args.devices}
+            parts = args.only or ["mqtt", "modbus", "skew"]
+            out: dict[str, Any] = {"devices": args.devices}
+            if "mqtt" in parts:
+                out["mqtt"] = await bench_mqtt(settings, args.messages, args.rounds)
+            if "modbus" in parts:
+                out["modbus"] = await bench_modbus(settings, args.seconds)
+            if "skew" in parts:
+                out["skew"] = await bench_skew(settings, args.devices, max(5.0, args.seconds))
+            return out
 
         result = asyncio.run(run())
         sys.stdout.write(table(result) + "\n")

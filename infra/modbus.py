@@ -28,6 +28,7 @@ from domain.telemetry.registers import (
     setpoint_value,
 )
 from infra.settings import PROJECT_ROOT, Settings
+from schemas.telemetry import ModbusDeviceConfig, ModbusGatewayConfig
 
 PROFILE_DIR = PROJECT_ROOT / "gateways" / "modbus" / "profiles"
 SUNS = (0x5375, 0x6E53)  # "SunS"
@@ -45,12 +46,12 @@ class ModbusDeviceError(Exception):
 class ModbusDevice(BaseModel):
     """One polled device (``BESS_MODBUS_DEVICES`` entries, or the predecessor's variables)."""
 
-    site: str
-    device_id: str
-    host: str
-    port: int = 502
-    unit_id: int = 1
-    profile: str = "default"
+    site: str = Field(min_length=1)
+    device_id: str = Field(min_length=1)
+    host: str = Field(min_length=1)
+    port: int = Field(default=502, ge=1, le=65535)
+    unit_id: int = Field(default=1, ge=0, le=255)
+    profile: str = Field(default="default", min_length=1)
     interval_s: float = Field(default=1.0, gt=0)
 
 
@@ -92,6 +93,45 @@ def devices_from_settings(settings: Settings) -> list[ModbusDevice]:
             port=settings.modbus_port, unit_id=settings.modbus_unit_id,
             profile=settings.modbus_profile, interval_s=settings.modbus_interval_s))
     return devices
+
+
+def gateway_config(settings: Settings, devices: list[ModbusDevice]) -> ModbusGatewayConfig:
+    """`settings` and `devices` as the `ConfigureModbusGateway` schema has them."""
+    return ModbusGatewayConfig(
+        enabled=settings.modbus_enabled, interval_s=settings.modbus_interval_s,
+        timeout_s=settings.modbus_timeout_s, offline_after=settings.modbus_offline_after,
+        devices=tuple(ModbusDeviceConfig(**d.model_dump()) for d in devices))
+
+
+def with_config(settings: Settings, config: ModbusGatewayConfig,
+                own_devices: list[ModbusDevice]) -> tuple[Settings, list[ModbusDevice]]:
+    """`settings` with the Modbus part replaced by `config`, and the devices to poll:
+    `config`'s (one without an interval polls at the configured one), or `own_devices` (the
+    gateway's environment and command line) when `config` has none."""
+    if config.devices is None:
+        devices = list(own_devices)
+    else:
+        devices = [ModbusDevice(**{**d.model_dump(exclude_none=True),
+                                   "interval_s": d.interval_s or config.interval_s})
+                   for d in config.devices]
+    settings = settings.model_copy(update={
+        "modbus_enabled": config.enabled, "modbus_interval_s": config.interval_s,
+        "modbus_timeout_s": config.timeout_s, "modbus_offline_after": config.offline_after})
+    return settings, devices
+
+
+def config_problems(config: ModbusGatewayConfig, settings: Settings | None = None) -> list[str]:
+    """Why `config`'s devices cannot be polled: unknown profiles, repeated device ids."""
+    problems, seen = [], set()
+    for i, d in enumerate(config.devices or ()):
+        try:
+            load_profile(d.profile, settings)
+        except ProfileError as exc:
+            problems.append(f"devices.{i}.profile: {exc}")
+        if (d.site, d.device_id) in seen:
+            problems.append(f"devices.{i}: device {d.device_id!r} of site {d.site!r} twice")
+        seen.add((d.site, d.device_id))
+    return problems
 
 
 @dataclass

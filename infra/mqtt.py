@@ -1,37 +1,47 @@
-"""MQTT access shared by the gateway, the simulator, the API's connection test and the bench:
-aiomqtt clients built from the settings (username/password, TLS) and a round-trip probe."""
+"""MQTT settings shared by the gateway, the simulator, the API and the bench: broker address,
+TLS context, aiomqtt clients (username/password, TLS), a round-trip probe, and the conversion
+between the settings and the gateway configuration commands (`MqttGatewayConfig`). The
+gateway's own high-rate client is `gateways.mqtt.client`."""
 
 from __future__ import annotations
 
 import asyncio
 import ssl
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
+from pydantic import SecretStr
 
 from infra.settings import Settings
+from schemas.telemetry import MqttGatewayConfig
 
 
 def broker_address(settings: Settings) -> tuple[str, int]:
     return settings.mqtt_host or "127.0.0.1", settings.mqtt_port
 
 
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context of ``BESS_MQTT_TLS``/``_CA_FILE``/``_TLS_INSECURE`` (None: plain TCP)."""
+    if not settings.mqtt_tls:
+        return None
+    context = ssl.create_default_context(
+        cafile=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None)
+    if settings.mqtt_tls_insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def client(settings: Settings, *, identifier: str | None = None, **kwargs: Any) -> aiomqtt.Client:
     """An aiomqtt client for the configured broker (not yet connected: use ``async with``)."""
     host, port = broker_address(settings)
-    tls_context = None
-    if settings.mqtt_tls:
-        tls_context = ssl.create_default_context(
-            cafile=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None)
-        if settings.mqtt_tls_insecure:
-            tls_context.check_hostname = False
-            tls_context.verify_mode = ssl.CERT_NONE
     return aiomqtt.Client(
         host, port,
         username=settings.mqtt_username,
         password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
-        identifier=identifier, tls_context=tls_context,
+        identifier=identifier, tls_context=tls_context(settings),
         tls_insecure=settings.mqtt_tls_insecure if settings.mqtt_tls else None,
         **kwargs)
 
@@ -44,6 +54,7 @@ def public_config(settings: Settings) -> dict[str, Any]:
         "enabled": settings.mqtt_enabled, "broker": host, "port": port,
         "username": settings.mqtt_username, "password_set": settings.mqtt_password is not None,
         "tls": settings.mqtt_tls, "ca_file": str(settings.mqtt_ca_file or "") or None,
+        "tls_insecure": settings.mqtt_tls_insecure, "prefix": p,
         "topics": {"soc": settings.mqtt_topic_soc, "power": settings.mqtt_topic_power,
                    "temperature": settings.mqtt_topic_temp,
                    "site_telemetry": f"{p}/<site>/telemetry",
@@ -52,6 +63,35 @@ def public_config(settings: Settings) -> dict[str, Any]:
         "site": settings.mqtt_site or settings.site_ids[0],
         "silent_after_s": settings.mqtt_silent_after_s,
     }
+
+
+def gateway_config(settings: Settings) -> MqttGatewayConfig:
+    """The MQTT part of `settings` as the `ConfigureMqttGateway` schema has it."""
+    return MqttGatewayConfig(
+        enabled=settings.mqtt_enabled, host=settings.mqtt_host, port=settings.mqtt_port,
+        username=settings.mqtt_username, tls=settings.mqtt_tls,
+        ca_file=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None,
+        tls_insecure=settings.mqtt_tls_insecure, prefix=settings.mqtt_prefix,
+        topic_soc=settings.mqtt_topic_soc, topic_power=settings.mqtt_topic_power,
+        topic_temp=settings.mqtt_topic_temp, site=settings.mqtt_site,
+        silent_after_s=settings.mqtt_silent_after_s)
+
+
+def with_config(settings: Settings, config: MqttGatewayConfig,
+                password: str | None = None) -> Settings:
+    """`settings` with the MQTT part replaced by `config`; `password` None keeps the current
+    password, ``""`` removes it."""
+    update: dict[str, Any] = {
+        "mqtt_enabled": config.enabled, "mqtt_host": config.host, "mqtt_port": config.port,
+        "mqtt_username": config.username, "mqtt_tls": config.tls,
+        "mqtt_ca_file": Path(config.ca_file) if config.ca_file else None,
+        "mqtt_tls_insecure": config.tls_insecure, "mqtt_prefix": config.prefix,
+        "mqtt_topic_soc": config.topic_soc, "mqtt_topic_power": config.topic_power,
+        "mqtt_topic_temp": config.topic_temp, "mqtt_site": config.site,
+        "mqtt_silent_after_s": config.silent_after_s}
+    if password is not None:
+        update["mqtt_password"] = SecretStr(password) if password else None
+    return settings.model_copy(update=update)
 
 
 async def probe(settings: Settings, timeout_s: float = 3.0) -> dict[str, Any]:

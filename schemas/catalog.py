@@ -11,11 +11,20 @@ from dataclasses import dataclass, field
 from schemas.base import Payload
 from schemas.clock import ClockTicked
 from schemas.dead_letter import MessageDeadLettered
-from schemas.ems import DispatchPlanned, ForecastPublished, SetStrategy, StrategySelected
+from schemas.ems import (
+    DispatchFailed,
+    DispatchPlanned,
+    ForecastPublished,
+    SetStrategy,
+    StrategySelected,
+)
 from schemas.market import MarketIndicatorsUpdated, PriceTickReceived
 from schemas.telemetry import (
+    ConfigureModbusGateway,
+    ConfigureMqttGateway,
     DeviceOffline,
     DeviceOnline,
+    GatewayConfigApplied,
     SetpointDelivered,
     SetpointIssued,
     TelemetryReceived,
@@ -120,6 +129,17 @@ SETPOINTS = Topic(
     payloads=(SetpointIssued,),
     description="Active power setpoints per site, written to the devices by the gateways.",
 )
+GATEWAY_CONFIG = Topic(
+    name="telemetry.gateway-config.v1",
+    key="gateway: modbus, mqtt (commands, a tombstone reverts to the environment's); "
+        "modbus.applied, mqtt.applied (reports)",
+    partitions=1,
+    payloads=(ConfigureModbusGateway, ConfigureMqttGateway, GatewayConfigApplied),
+    description="Gateway configuration set at run time (POST /api/modbus/config, "
+                "/api/mqtt/config) and the gateways' reports of applying it; compacted, the "
+                "latest record per key is the current state.",
+    cleanup_policy="compact",
+)
 
 FORECASTS = Topic(
     name="ems.forecasts.v1",
@@ -133,8 +153,9 @@ PLANS = Topic(
     name="ems.plans.v1",
     key="site",
     partitions=3,
-    payloads=(DispatchPlanned, StrategySelected),
-    description="Dispatch plans (power and SoC per step, expected profit) and strategy changes.",
+    payloads=(DispatchPlanned, DispatchFailed, StrategySelected),
+    description="Dispatch plans (power and SoC per step, expected profit), failed plans and "
+                "strategy changes.",
 )
 EMS_COMMANDS = Topic(
     name="ems.commands.v1",
@@ -155,7 +176,8 @@ CLOCK = Topic(
 
 TOPICS: tuple[Topic, ...] = (
     PRICE_TICKS, INDICATORS, ORDER_COMMANDS_TOPIC, MATCHING_INBOX, ORDER_EVENTS_TOPIC, TRADES,
-    TELEMETRY_READINGS, DEVICE_STATUS, SETPOINTS, FORECASTS, PLANS, EMS_COMMANDS, CLOCK,
+    TELEMETRY_READINGS, DEVICE_STATUS, SETPOINTS, GATEWAY_CONFIG, FORECASTS, PLANS, EMS_COMMANDS,
+    CLOCK,
 )
 
 

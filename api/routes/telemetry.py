@@ -1,16 +1,25 @@
-"""Telemetry: REST ingestion (seed 002), setpoints, site state, history, gateway config and
-connection tests (seed 003). Readings and setpoints are published to Kafka, never written to
-tables; the reads come from the ``telemetry`` projection."""
+"""Telemetry: REST ingestion (seed 002), setpoints, site state, history, gateway config (read
+and changed at run time through Kafka) and connection tests (seed 003). Readings, setpoints and
+configuration changes are published to Kafka, never written to tables; the reads come from
+the ``telemetry`` projection (and the configuration topic)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Header, HTTPException, Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from api.deps import PoolDep, ProducerDep, SettingsDep
 from domain.telemetry.aggregation import (
@@ -26,9 +35,19 @@ from infra import modbus, mqtt
 from infra.api_keys import KeyRing
 from infra.kafka_io import publish
 from infra.settings import Settings
-from schemas.catalog import SETPOINTS, TELEMETRY_READINGS
-from schemas.envelope import new_envelope
-from schemas.telemetry import QUANTITIES, SetpointIssued, TelemetryReceived
+from schemas.catalog import GATEWAY_CONFIG, SETPOINTS, TELEMETRY_READINGS
+from schemas.envelope import Envelope, MessageDecodeError, decode, new_envelope
+from schemas.telemetry import (
+    QUANTITIES,
+    ConfigureModbusGateway,
+    ConfigureMqttGateway,
+    GatewayConfigApplied,
+    ModbusDeviceConfig,
+    ModbusGatewayConfig,
+    MqttGatewayConfig,
+    SetpointIssued,
+    TelemetryReceived,
+)
 
 router = APIRouter(tags=["telemetry"])
 _KEYRINGS: dict[int, KeyRing] = {}
@@ -234,21 +253,6 @@ async def history(pool: PoolDep, settings: SettingsDep,
             "count": len(points), "points": points}
 
 
-@router.get("/api/modbus/config")
-async def modbus_config(settings: SettingsDep) -> dict[str, Any]:
-    """Modbus gateway configuration: devices, interval, profiles available."""
-    try:
-        devices = [d.model_dump() for d in modbus.devices_from_settings(settings)]
-        error = None
-    except (ValueError, json.JSONDecodeError) as exc:
-        devices, error = [], str(exc)
-    return {"enabled": settings.modbus_enabled, "interval_s": settings.modbus_interval_s,
-            "timeout_s": settings.modbus_timeout_s,
-            "offline_after_failures": settings.modbus_offline_after,
-            "devices": devices, "devices_error": error,
-            "profiles": modbus.list_profiles(settings), "setpoint_via": settings.setpoint_via}
-
-
 class ModbusTestIn(BaseModel):
     host: str | None = None
     port: int | None = None
@@ -274,12 +278,6 @@ async def modbus_test(settings: SettingsDep, body: ModbusTestIn | None = None) -
     return {"host": host, "port": port, "unit_id": unit, "profile": profile.name, **result}
 
 
-@router.get("/api/mqtt/config")
-async def mqtt_config(settings: SettingsDep) -> dict[str, Any]:
-    """MQTT gateway configuration (without the password)."""
-    return mqtt.public_config(settings)
-
-
 class MqttTestIn(BaseModel):
     host: str | None = None
     port: int | None = None
@@ -295,4 +293,319 @@ async def mqtt_test(settings: SettingsDep, body: MqttTestIn | None = None) -> di
         update["mqtt_host"] = body.host
     if body.port:
         update["mqtt_port"] = body.port
-    return await mqtt.probe(settings.model_copy(update=update), body.timeout_s)
+    current = (await _gateway_config(settings)).mqtt_settings(settings)
+    return await mqtt.probe(current.model_copy(update=update), body.timeout_s)
+
+
+# --- gateway configuration at run time (seed 003) -------------------------------------------
+# POST publishes a complete ConfigureModbusGateway/ConfigureMqttGateway on the compacted
+# telemetry.gateway-config.v1 (the API never talks to a gateway); the gateways apply it and
+# report GatewayConfigApplied. GET reads the topic: the latest command, else the environment.
+
+
+@dataclass
+class _ConfigState:
+    """The latest records of telemetry.gateway-config.v1, decoded."""
+
+    commands: dict[str, Envelope[Any]]
+    reports: dict[str, GatewayConfigApplied]
+    error: str | None = None
+
+    def mqtt_command(self) -> ConfigureMqttGateway | None:
+        e = self.commands.get("mqtt")
+        return e.payload if e is not None else None
+
+    def modbus_command(self) -> ConfigureModbusGateway | None:
+        e = self.commands.get("modbus")
+        return e.payload if e is not None else None
+
+    def mqtt_settings(self, settings: Settings) -> Settings:
+        command = self.mqtt_command()
+        if command is None:
+            return settings
+        return mqtt.with_config(settings, command.config, command.password)
+
+    def meta(self, gateway: str) -> dict[str, Any]:
+        """Where the configuration comes from, and what the gateway last reported."""
+        envelope = self.commands.get(gateway)
+        event_id = str(envelope.event_id) if envelope is not None else None
+        out: dict[str, Any] = {
+            "source": "api" if envelope is not None else "environment",
+            "config_event_id": event_id,
+            "updated_at": envelope.payload.requested_at if envelope is not None else None,
+            "updated_by": envelope.payload.requested_by if envelope is not None else None,
+            "gateway": None,
+        }
+        report = self.reports.get(gateway)
+        if report is not None:
+            in_effect = report.modbus or report.mqtt
+            out["gateway"] = {
+                **report.model_dump(mode="json", exclude={"gateway", "modbus", "mqtt"}),
+                "in_sync": report.ok and report.config_event_id == event_id,
+                "config": in_effect.model_dump(mode="json") if in_effect else None}
+        if self.error is not None:
+            out["config_unavailable"] = self.error
+        return out
+
+
+async def _gateway_config(settings: Settings, *, timeout_s: float = 5.0,
+                          until: Callable[[_ConfigState], bool] | None = None) -> _ConfigState:
+    """Read telemetry.gateway-config.v1 to its end (then on until `until`, if given)."""
+    state = _ConfigState({}, {})
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None,
+                                enable_auto_commit=False, isolation_level="read_committed")
+    tp = TopicPartition(GATEWAY_CONFIG.name, 0)
+    try:
+        async with asyncio.timeout(timeout_s):
+            await consumer.start()
+            if GATEWAY_CONFIG.name not in await consumer.topics():
+                state.error = f"no topic {GATEWAY_CONFIG.name} (bess topics create)"
+                return state
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            end = (await consumer.end_offsets([tp]))[tp]
+            while True:
+                for records in (await consumer.getmany(tp, timeout_ms=200)).values():
+                    for r in records:
+                        _take(state, r.key, r.value)
+                if await consumer.position(tp) >= end and (until is None or until(state)):
+                    return state
+    except (KafkaError, TimeoutError) as exc:
+        state.error = str(exc) or type(exc).__name__
+        return state
+    finally:
+        await consumer.stop()
+
+
+def _take(state: _ConfigState, key: bytes | None, value: bytes | None) -> None:
+    name = (key or b"").decode(errors="replace")
+    if value is None:  # tombstone: back to the environment
+        state.commands.pop(name, None)
+        return
+    try:
+        envelope = decode(value)
+    except MessageDecodeError:
+        return
+    if isinstance(envelope.payload, ConfigureModbusGateway | ConfigureMqttGateway):
+        state.commands[name] = envelope
+    elif isinstance(envelope.payload, GatewayConfigApplied):
+        state.reports[envelope.payload.gateway] = envelope.payload
+
+
+def _no_nulls(model: BaseModel, nullable: set[str]) -> None:
+    nulls = [n for n in model.model_fields_set if getattr(model, n) is None and n not in nullable]
+    if nulls:
+        raise ValueError(f"{', '.join(sorted(nulls))} cannot be null (leave it out to keep it)")
+
+
+async def _publish_config(settings: Settings, producer: Any, gateway: str,
+                          envelope: Envelope[Any] | None, wait: bool,
+                          timeout_s: float) -> _ConfigState | None:
+    """Publish the command (None: a tombstone); with `wait`, read until the gateway reports
+    it applied."""
+    requested_at = datetime.now(UTC)
+    if envelope is None:
+        await (await producer.send(GATEWAY_CONFIG.name, None, key=gateway.encode()))
+    else:
+        await (await publish(producer, GATEWAY_CONFIG.name, envelope))
+    if not wait:
+        return None
+    event_id = str(envelope.event_id) if envelope is not None else None
+
+    def applied(state: _ConfigState) -> bool:
+        report = state.reports.get(gateway)
+        return report is not None and report.config_event_id == event_id and (
+            event_id is not None or report.applied_at >= requested_at)
+
+    return await _gateway_config(settings, timeout_s=timeout_s, until=applied)
+
+
+def _config_answer(envelope: Envelope[Any] | None, state: _ConfigState | None,
+                   config: dict[str, Any], gateway: str) -> JSONResponse:
+    body: dict[str, Any] = {"status": "accepted", "config": config,
+                            "config_event_id": str(envelope.event_id) if envelope else None}
+    code = 202
+    if state is not None:
+        report = state.reports.get(gateway)
+        if report is not None and state.error is None:
+            body["gateway"] = report.model_dump(mode="json", exclude={"modbus", "mqtt"})
+            body["status"], code = ("applied", 200) if report.ok else ("refused", 409)
+        else:
+            body["gateway"] = None  # not (yet) reported: is the gateway running?
+    return JSONResponse(jsonable_encoder(body), code)
+
+
+WaitQuery = Annotated[bool, Query(description="Answer when the gateway has applied it.")]
+TimeoutQuery = Annotated[float, Query(gt=0, le=60, description="How long to wait, s.")]
+
+
+def _modbus_public(settings: Settings, state: _ConfigState) -> dict[str, Any]:
+    try:
+        own, error = modbus.devices_from_settings(settings), None
+    except (ValueError, json.JSONDecodeError) as exc:
+        own, error = [], str(exc)
+    command = state.modbus_command()
+    if command is not None:
+        settings, devices = modbus.with_config(settings, command.config, own)
+        devices_from = "environment" if command.config.devices is None else "api"
+    else:
+        devices, devices_from = own, "environment"
+    return {"enabled": settings.modbus_enabled, "interval_s": settings.modbus_interval_s,
+            "timeout_s": settings.modbus_timeout_s,
+            "offline_after_failures": settings.modbus_offline_after,
+            "devices": [d.model_dump() for d in devices], "devices_from": devices_from,
+            "devices_error": error, "profiles": modbus.list_profiles(settings),
+            "setpoint_via": settings.setpoint_via}
+
+
+@router.get("/api/modbus/config")
+async def modbus_config(settings: SettingsDep) -> dict[str, Any]:
+    """Modbus gateway configuration: devices, interval, profiles, what the gateway applied."""
+    state = await _gateway_config(settings)
+    return _modbus_public(settings, state) | state.meta("modbus")
+
+
+class ModbusConfigIn(BaseModel):
+    """``POST /api/modbus/config``: the fields to change; left out = unchanged."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    enabled: bool | None = None
+    interval_s: float | None = Field(None, gt=0, le=3600, description="Default poll interval.")
+    timeout_s: float | None = Field(None, gt=0, le=60)
+    offline_after_failures: int | None = Field(None, ge=1, le=1000)
+    devices: list[ModbusDeviceConfig] | None = Field(
+        None, max_length=10_000,
+        description="Replaces the device list; null = the gateway's own (environment) list.")
+
+    @model_validator(mode="after")
+    def _nulls(self) -> ModbusConfigIn:
+        _no_nulls(self, {"devices"})
+        return self
+
+
+@router.post("/api/modbus/config", status_code=202)
+async def update_modbus_config(body: ModbusConfigIn, settings: SettingsDep, producer: ProducerDep,
+                               x_api_key: str | None = Header(None), wait: WaitQuery = False,
+                               timeout_s: TimeoutQuery = 10.0) -> JSONResponse:
+    """Change the Modbus gateway configuration (X-API-KEY); the gateway applies it."""
+    _check_key(settings, x_api_key)
+    state = await _gateway_config(settings)
+    if state.error is not None:
+        raise HTTPException(503, detail=f"configuration topic unavailable: {state.error}")
+    command = state.modbus_command()
+    current = command.config if command is not None else \
+        modbus.gateway_config(settings, []).model_copy(update={"devices": None})
+    given = body.model_fields_set
+    changes = {field: getattr(body, name) for name, field in (
+        ("enabled", "enabled"), ("interval_s", "interval_s"), ("timeout_s", "timeout_s"),
+        ("offline_after_failures", "offline_after"), ("devices", "devices")) if name in given}
+    if "devices" in changes and changes["devices"] is not None:
+        changes["devices"] = tuple(changes["devices"])
+    config = ModbusGatewayConfig.model_validate({**current.model_dump(), **changes})
+    problems = modbus.config_problems(config, settings)
+    if problems:
+        raise HTTPException(422, detail=problems)
+    now = datetime.now(UTC)
+    envelope = new_envelope(ConfigureModbusGateway(config=config, requested_by="api",
+                                                   requested_at=now), occurred_at=now,
+                            source="api")
+    after = await _publish_config(settings, producer, "modbus", envelope, wait, timeout_s)
+    public = _modbus_public(settings, _ConfigState({"modbus": envelope}, {}))
+    return _config_answer(envelope, after, public, "modbus")
+
+
+@router.delete("/api/modbus/config", status_code=202)
+async def reset_modbus_config(settings: SettingsDep, producer: ProducerDep,
+                              x_api_key: str | None = Header(None), wait: WaitQuery = False,
+                              timeout_s: TimeoutQuery = 10.0) -> JSONResponse:
+    """Back to the Modbus gateway's own (environment) configuration (X-API-KEY)."""
+    _check_key(settings, x_api_key)
+    after = await _publish_config(settings, producer, "modbus", None, wait, timeout_s)
+    return _config_answer(None, after, _modbus_public(settings, _ConfigState({}, {})),
+                          "modbus")
+
+
+@router.get("/api/mqtt/config")
+async def mqtt_config(settings: SettingsDep) -> dict[str, Any]:
+    """MQTT gateway configuration (never the password), what the gateway applied."""
+    state = await _gateway_config(settings)
+    return mqtt.public_config(state.mqtt_settings(settings)) | state.meta("mqtt")
+
+
+class MqttTopicsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    soc: str | None = Field(None, min_length=1)
+    power: str | None = Field(None, min_length=1)
+    temperature: str | None = Field(None, min_length=1)
+
+
+class MqttConfigIn(BaseModel):
+    """``POST /api/mqtt/config``: the fields to change; left out = unchanged."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    enabled: bool | None = None
+    broker: str | None = Field(None, min_length=1,
+                               description="Broker host; null = the embedded broker.")
+    port: int | None = Field(None, ge=1, le=65535)
+    username: str | None = Field(None, description="null = no authentication.")
+    password: SecretStr | None = Field(None, description="Write-only; \"\" = none.")
+    tls: bool | None = None
+    ca_file: str | None = None
+    tls_insecure: bool | None = None
+    prefix: str | None = Field(None, min_length=1)
+    topics: MqttTopicsIn | None = None
+    site: str | None = Field(None, min_length=1, description="null = the first site.")
+    silent_after_s: float | None = Field(None, gt=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _nulls(self) -> MqttConfigIn:
+        _no_nulls(self, {"broker", "username", "ca_file", "site"})
+        return self
+
+
+@router.post("/api/mqtt/config", status_code=202)
+async def update_mqtt_config(body: MqttConfigIn, settings: SettingsDep, producer: ProducerDep,
+                             x_api_key: str | None = Header(None), wait: WaitQuery = False,
+                             timeout_s: TimeoutQuery = 10.0) -> JSONResponse:
+    """Change the MQTT gateway configuration (X-API-KEY); the gateway reconnects with it."""
+    _check_key(settings, x_api_key)
+    state = await _gateway_config(settings)
+    if state.error is not None:
+        raise HTTPException(503, detail=f"configuration topic unavailable: {state.error}")
+    command = state.mqtt_command()
+    current = command.config if command is not None else mqtt.gateway_config(settings)
+    given = body.model_fields_set
+    changes = {field: getattr(body, name) for name, field in (
+        ("enabled", "enabled"), ("broker", "host"), ("port", "port"), ("username", "username"),
+        ("tls", "tls"), ("ca_file", "ca_file"), ("tls_insecure", "tls_insecure"),
+        ("prefix", "prefix"), ("site", "site"), ("silent_after_s", "silent_after_s"))
+        if name in given}
+    if body.topics is not None:
+        changes |= {f"topic_{name if name != 'temperature' else 'temp'}": value
+                    for name, value in body.topics.model_dump(exclude_none=True).items()}
+    config = MqttGatewayConfig.model_validate({**current.model_dump(), **changes})
+    password = body.password.get_secret_value() if body.password is not None else None
+    effective = mqtt.with_config(state.mqtt_settings(settings), config, password)
+    try:
+        mqtt.tls_context(effective)
+    except (OSError, ssl.SSLError) as exc:
+        raise HTTPException(422, detail=f"TLS settings: {exc}") from None
+    now = datetime.now(UTC)
+    envelope = new_envelope(ConfigureMqttGateway(config=config, password=password,
+                                                 requested_by="api", requested_at=now),
+                            occurred_at=now, source="api")
+    after = await _publish_config(settings, producer, "mqtt", envelope, wait, timeout_s)
+    return _config_answer(envelope, after, mqtt.public_config(effective), "mqtt")
+
+
+@router.delete("/api/mqtt/config", status_code=202)
+async def reset_mqtt_config(settings: SettingsDep, producer: ProducerDep,
+                            x_api_key: str | None = Header(None), wait: WaitQuery = False,
+                            timeout_s: TimeoutQuery = 10.0) -> JSONResponse:
+    """Back to the MQTT gateway's own (environment) configuration (X-API-KEY)."""
+    _check_key(settings, x_api_key)
+    after = await _publish_config(settings, producer, "mqtt", None, wait, timeout_s)
+    return _config_answer(None, after, mqtt.public_config(settings), "mqtt")

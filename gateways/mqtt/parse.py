@@ -49,6 +49,11 @@ class TopicConfig:
     def subscriptions(self) -> list[str]:
         return [*self.legacy, f"{self.prefix}/+/telemetry", f"{self.prefix}/sensors/+/+"]
 
+    def rest(self, topic: str) -> list[str]:
+        """The levels of `topic` after the prefix's (none when it is not under the prefix)."""
+        head = self.prefix + "/"
+        return topic[len(head):].split("/") if topic.startswith(head) else []
+
 
 def parse_time(raw: Any, fallback: datetime) -> datetime:
     if raw is None:
@@ -70,9 +75,12 @@ def parse_time(raw: Any, fallback: datetime) -> datetime:
 
 
 def _number(name: str, raw: Any) -> float:
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
+    if type(raw) is float:  # the common case first (bool is not float)
+        value: float = raw
+    elif isinstance(raw, bool) or not isinstance(raw, int | float):
         raise ParseError(f"{name} must be a number, got {raw!r}")
-    value = float(raw)
+    else:
+        value = float(raw)
     if not math.isfinite(value):
         raise ParseError(f"{name} is not finite")
     return value
@@ -85,6 +93,17 @@ def _load(payload: bytes) -> Any:
         raise ParseError(f"not valid JSON: {exc}") from None
 
 
+def _normalise(quantity: str, value: float, unit: Any) -> float:
+    if unit is None:
+        return value
+    if not isinstance(unit, str):
+        raise ParseError(f"unit {unit!r} is not a string")
+    try:
+        return normalise(quantity, value, unit)
+    except UnitError as exc:
+        raise ParseError(str(exc)) from None
+
+
 def _value(quantity: str, body: Any) -> float:
     if isinstance(body, int | float) and not isinstance(body, bool):
         return _number("value", body)
@@ -92,37 +111,27 @@ def _value(quantity: str, body: Any) -> float:
         raise ParseError("payload must be a JSON object with value (or a number)")
     if "value" not in body:
         raise ParseError("payload misses value")
-    try:
-        return normalise(quantity, _number("value", body["value"]), body.get("unit"))
-    except UnitError as exc:
-        raise ParseError(str(exc)) from None
+    return _normalise(quantity, _number("value", body["value"]), body.get("unit"))
+
+
+_NOT_QUANTITIES = frozenset(("device_id", "timestamp", "units", "site"))
 
 
 def parse(config: TopicConfig, topic: str, payload: bytes,
           received_at: datetime) -> TelemetryReceived:
     """The reading in one MQTT message. Raises ParseError."""
     body = _load(payload)
-    ts = body.get("timestamp") if isinstance(body, dict) else None
-    if topic in config.legacy:
-        quantity = config.legacy[topic]
+    is_object = isinstance(body, dict)
+    ts = body.get("timestamp") if is_object else None
+    quantity = config.legacy.get(topic)
+    if quantity is not None:
         site = config.default_site
         return _reading(site, f"{site}-bess", parse_time(ts, received_at), received_at,
                         {quantity: _value(quantity, body)})
-    parts = topic.split("/")
-    prefix = config.prefix.split("/")
-    rest = parts[len(prefix):] if parts[:len(prefix)] == prefix else []
-    if len(rest) == 3 and rest[0] == "sensors":
-        device_id, kind = rest[1], rest[2]
-        quantity = ALIASES.get(kind)
-        if quantity is None:
-            raise ParseError(f"unknown sensor type {kind!r}; known: {', '.join(sorted(ALIASES))}")
-        site = (body.get("site") if isinstance(body, dict) else None) \
-            or config.sensor_sites.get(device_id) or config.default_site
-        return _reading(str(site), device_id, parse_time(ts, received_at), received_at,
-                        {quantity: _value(quantity, body)})
+    rest = config.rest(topic)
     if len(rest) == 2 and rest[1] == "telemetry":
         site = rest[0]
-        if not isinstance(body, dict):
+        if not is_object:
             raise ParseError("site telemetry must be a JSON object")
         units = body.get("units") or {}
         if not isinstance(units, dict):
@@ -130,23 +139,30 @@ def parse(config: TopicConfig, topic: str, payload: bytes,
         values: dict[str, float] = {}
         unknown = []
         for key, raw in body.items():
-            if key in ("device_id", "timestamp", "units", "site"):
-                continue
-            quantity = ALIASES.get(key)
+            quantity = ALIASES.get(key)  # no alias is one of _NOT_QUANTITIES
             if quantity is None:
-                unknown.append(key)
+                if key not in _NOT_QUANTITIES:
+                    unknown.append(key)
                 continue
-            try:
-                values[quantity] = normalise(quantity, _number(key, raw),
-                                             units.get(key) or units.get(quantity))
-            except UnitError as exc:
-                raise ParseError(str(exc)) from None
+            # orjson makes no NaN or infinity: a float is a finite number already
+            value = raw if type(raw) is float else _number(key, raw)
+            values[quantity] = _normalise(quantity, value, units.get(key) or
+                                          units.get(quantity)) if units else value
         if unknown:
             raise ParseError(f"unknown field(s) {', '.join(sorted(unknown))}")
         if not values:
             raise ParseError("no quantities in site telemetry")
         device_id = str(body.get("device_id") or f"{site}-mqtt")
         return _reading(site, device_id, parse_time(ts, received_at), received_at, values)
+    if len(rest) == 3 and rest[0] == "sensors":
+        device_id, kind = rest[1], rest[2]
+        quantity = ALIASES.get(kind)
+        if quantity is None:
+            raise ParseError(f"unknown sensor type {kind!r}; known: {', '.join(sorted(ALIASES))}")
+        site = (body.get("site") if is_object else None) \
+            or config.sensor_sites.get(device_id) or config.default_site
+        return _reading(str(site), device_id, parse_time(ts, received_at), received_at,
+                        {quantity: _value(quantity, body)})
     raise ParseError(f"topic {topic!r} is not a telemetry topic")
 
 

@@ -6,6 +6,7 @@ silent and returns, and a setpoint that reaches the simulated battery over MQTT.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from datetime import UTC, datetime
@@ -14,9 +15,12 @@ import paho.mqtt.publish as paho_publish
 import pytest
 
 from domain.telemetry.battery import BatteryParams, BatteryState
-from gateways.mqtt.gateway import run_gateway
+from gateways.mqtt.gateway import MqttGateway, make_gateway_producer, run_gateway, topic_config
 from gateways.simulator.device import SimulatedBattery
+from gateways.telemetry.publisher import TelemetryPublisher
 from infra.kafka_io import make_producer, publish
+from infra.local.mosquitto import MosquittoServer
+from infra.local.process import free_port
 from infra.modbus import load_profile
 from schemas.catalog import DEVICE_STATUS, SETPOINTS, TELEMETRY_READINGS
 from schemas.envelope import new_envelope
@@ -179,3 +183,46 @@ async def test_setpoint_over_mqtt_moves_the_simulated_battery(services, mosquitt
     discharging = [e.payload for e in _of(site, events) if e.payload.active_power_mw == 1.0]
     assert discharging and discharging[-1].soc_pct < 45.0
     assert discharging[-1].device_id == "sim-meter"
+
+
+async def test_broker_restart_the_gateway_reconnects_and_loses_nothing_after(
+        services, tmp_path) -> None:
+    """The broker goes away (no persistence: it forgets the session); the gateway reconnects
+    with backoff and subscribes again; every reading published once it is back arrives, in
+    order."""
+    port = free_port()
+    broker = MosquittoServer(tmp_path / "mq", port)
+    broker.start()
+    site, settings, tag = _gateway(services, port)
+    topic = f"{settings.mqtt_prefix}/{site}/telemetry"
+    producer = make_gateway_producer(settings)
+    await producer.start()
+    gateway = MqttGateway(settings, TelemetryPublisher(producer, "gateway.mqtt"),
+                          topic_config(settings), client_id=f"gw-{tag}")
+    task = asyncio.create_task(gateway.run())
+    try:
+        await asyncio.wait_for(gateway.connected.wait(), 20)
+        subscriber = gateway.subscriber
+        assert subscriber is not None
+        await asyncio.to_thread(_pub, port, [(topic, {"device_id": "d", "soc_pct": 1})])
+        await read_until(services.bootstrap, TELEMETRY_READINGS.name,
+                         lambda m: len(_of(site, m)) >= 1, 30)
+        broker.stop()
+        await eventually(lambda: not subscriber.connected.is_set())
+        broker = MosquittoServer(tmp_path / "mq", port)
+        broker.start()
+        await eventually(lambda: gateway.subscriber is not None
+                         and gateway.subscriber is not subscriber
+                         and gateway.subscriber.connected.is_set(), 30)
+        await asyncio.to_thread(_pub, port, [(topic, {"device_id": "d", "soc_pct": 2 + i})
+                                             for i in range(20)])
+        events = await read_until(services.bootstrap, TELEMETRY_READINGS.name,
+                                  lambda m: len(_of(site, m)) >= 21, 30)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await gateway.publisher.flush()
+        await producer.stop()
+        broker.stop()
+    assert [e.payload.soc_pct for e in _of(site, events)] == list(range(1, 22))

@@ -21,12 +21,14 @@ from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner
 
 from infra.kafka_io import dead_letter, partitions_of
 from infra.logging import get_logger
@@ -34,6 +36,15 @@ from infra.metrics import DEAD_LETTERS, EVENTS
 from schemas.envelope import Envelope, MessageDecodeError, decode, encode, headers
 
 log = get_logger("streams.runtime")
+
+_PARTITIONER = DefaultPartitioner()
+"""What an AIOKafkaProducer without a `partitioner` argument (ours) uses."""
+
+MAX_BATCH_BYTES = 512 * 1024
+"""Record batch size of the transactional producers. With aiokafka's 16 KiB default a full
+batch waits for the previous produce round trip (one request in flight per broker), i.e. one
+round trip per ~35 events; this holds a transaction's outputs per partition in one or two
+batches, below the broker's default ``message.max.bytes`` of 1 MiB."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,12 @@ class Output:
     state: dict[bytes, bytes | None] = field(default_factory=dict)
 
 
+@cache
+def _events(processor: str, topic: str) -> Any:
+    """The `EVENTS` child of (processor, topic): ``labels()`` costs more than the increment."""
+    return EVENTS.labels(processor, topic)
+
+
 class Processor(ABC):
     """A processor: name, co-partitioned input topics, per-partition state and `handle`."""
 
@@ -68,7 +85,7 @@ class Processor(ABC):
 
     def decode(self, record: Any, out: Output, accepted: tuple[type, ...]) -> Envelope[Any] | None:
         """Decode a record; on failure add a dead letter to `out` and return None."""
-        EVENTS.labels(self.name, record.topic).inc()
+        _events(self.name, record.topic).inc()
         try:
             envelope = decode(record.value)
             if not isinstance(envelope.payload, accepted):
@@ -112,13 +129,17 @@ class Runtime:
     """Runs one `Processor` exactly-once against `bootstrap`."""
 
     def __init__(self, processor: Processor, bootstrap: str, *, max_records: int = 5000,
-                 linger_ms: int = 5) -> None:
+                 linger_ms: int = 5, max_batch_bytes: int = MAX_BATCH_BYTES,
+                 max_partition_fetch_bytes: int = 1024 * 1024) -> None:
         self.p = processor
         self.bootstrap = bootstrap
         self.group = f"bess-{processor.name}"
         self.changelog = f"bess-{processor.name}-state"
         self.max_records = max_records
         self.linger_ms = linger_ms
+        self.max_batch_bytes = max_batch_bytes
+        self.max_partition_fetch_bytes = max_partition_fetch_bytes
+        self._partition_memo: dict[tuple[str, int], dict[bytes, int]] = {}
         self.producers: dict[int, AIOKafkaProducer] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self._stop = asyncio.Event()
@@ -167,7 +188,13 @@ class Runtime:
                 continue
             producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap,
                                         transactional_id=f"{self.group}-{p}",
-                                        enable_idempotence=True, linger_ms=self.linger_ms)
+                                        enable_idempotence=True, linger_ms=self.linger_ms,
+                                        # the next batch's AddOffsetsToTxn/EndTxn often meets
+                                        # CONCURRENT_TRANSACTIONS (markers of the last commit
+                                        # still being written); aiokafka's 100 ms default
+                                        # retry backoff then dominated order-to-trade latency
+                                        retry_backoff_ms=20,
+                                        max_batch_size=self.max_batch_bytes)
             await producer.start()  # init_transactions: fences a zombie with the same id
             # restore BEFORE publishing the producer: the loop processes a partition as soon as
             # it has a producer, and must never see a half-restored state
@@ -196,6 +223,7 @@ class Runtime:
             bootstrap_servers=self.bootstrap, group_id=self.group, enable_auto_commit=False,
             isolation_level="read_committed", auto_offset_reset="earliest",
             max_poll_records=self.max_records,
+            max_partition_fetch_bytes=self.max_partition_fetch_bytes,
             # range assignment keeps partition p of every co-partitioned input on one worker
             partition_assignment_strategy=(RangePartitionAssignor,))
         await self.consumer.start()
@@ -212,8 +240,11 @@ class Runtime:
                 by_partition: dict[int, list[tuple[TopicPartition, list[Any]]]] = defaultdict(list)
                 for tp, records in batch.items():
                     by_partition[tp.partition].append((tp, records))
-                for p, parts in by_partition.items():
-                    await self._transact(p, parts)
+                # one transaction per partition, each on its own producer: run them side by
+                # side, so that one partition's commit round trips overlap the next one's
+                # handling (each partition's records still go through one transaction, in order)
+                await asyncio.gather(*(self._transact(p, parts)
+                                       for p, parts in by_partition.items()))
         finally:
             await self.consumer.stop()
             for producer in self.producers.values():
@@ -233,11 +264,7 @@ class Runtime:
         try:
             self.p.handle(p, records, out)
             async with producer.transaction():
-                for e in out.emits:
-                    await producer.send(e.topic, e.value, key=e.key, headers=e.headers,
-                                        partition=e.partition)
-                for key, value in out.state.items():
-                    await producer.send(self.changelog, value, key=key, partition=p)
+                await self._queue(producer, out, p)
                 await producer.send_offsets_to_transaction(
                     {tp: rs[-1].offset + 1 for tp, rs in parts}, self.group)
         except Exception:
@@ -247,3 +274,42 @@ class Runtime:
                 self.consumer.seek(tp, rs[0].offset)
             self.p.restore(p, await self._read_changelog(p))
             await asyncio.sleep(1.0)
+
+    async def _queue(self, producer: AIOKafkaProducer, out: Output, p: int) -> None:
+        """Queue `out` in the open transaction of `producer`: outputs where aiokafka's default
+        partitioner sends them (murmur2 of the key; random without a key) unless they name a
+        partition, state changes to partition `p` of the changelog.
+
+        One record batch per destination partition, in emit order: appending to a batch costs
+        a fraction of a `send()` per record. The transaction's commit waits for their delivery
+        exactly as for `send()`."""
+        records: list[tuple[str, int | None, bytes | None, bytes | None, list[Any]]] = [
+            (e.topic, e.partition, e.key, e.value, e.headers) for e in out.emits]
+        records += [(self.changelog, p, k, v, []) for k, v in out.state.items()]
+        partitions = {topic: list(await producer.partitions_for(topic))
+                      for topic in {r[0] for r in records}}
+        batches: dict[tuple[str, int], Any] = {}
+        for topic, partition, key, value, headers_ in records:
+            if partition is None:
+                partition = self._key_partition(topic, key, partitions[topic])
+            batch = batches.get((topic, partition))
+            if batch is None:
+                batch = batches[(topic, partition)] = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None, headers=headers_) is None:
+                await producer.send_batch(batch, topic, partition=partition)  # full (closed)
+                batch = batches[(topic, partition)] = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None, headers=headers_)
+        for (topic, partition), batch in batches.items():
+            batch.close()  # nothing but this transaction goes into it
+            await producer.send_batch(batch, topic, partition=partition)
+
+    def _key_partition(self, topic: str, key: bytes | None, partitions: list[int]) -> int:
+        if key is None:
+            return int(_PARTITIONER(None, partitions, partitions))
+        memo = self._partition_memo.get((topic, len(partitions)))
+        if memo is None or len(memo) > 100_000:
+            memo = self._partition_memo[(topic, len(partitions))] = {}
+        partition = memo.get(key)
+        if partition is None:
+            partition = memo[key] = int(_PARTITIONER(key, partitions, partitions))
+        return partition

@@ -72,6 +72,13 @@ async def publish_ticks(producer: AIOKafkaProducer,
     count = 0
     pending = []
     clock: datetime | None = None
+    published = PUBLISHED.labels(source, PRICE_TICKS.name)  # labels() costs more than inc()
+
+    async def _delivered(futures: list[Any]) -> None:
+        # every delivery, the first failure raised; they resolve batch by batch, so this
+        # suspends about once per batch (gather would add a callback to each future)
+        for future in futures:
+            await future
 
     async def _each() -> AsyncIterator[PriceTickReceived]:
         if hasattr(ticks, "__aiter__"):
@@ -87,17 +94,17 @@ async def publish_ticks(producer: AIOKafkaProducer,
         pending.append(await publish(producer, PRICE_TICKS.name, envelope))
         count += 1
         if len(pending) >= 1000:
-            await asyncio.gather(*pending)
+            await _delivered(pending)
             pending.clear()
-        PUBLISHED.labels(source, PRICE_TICKS.name).inc()
+        published.inc()
         if (clock_from is not None and tick.delivery_start >= clock_from
                 and (clock is None or tick.delivery_start > clock)):
-            await asyncio.gather(*pending)
+            await _delivered(pending)
             pending.clear()
             clock = tick.delivery_start
             await publish_clock(producer, clock, clock="replay", source=source)
     if pending:
-        await asyncio.gather(*pending)
+        await _delivered(pending)
     return count
 
 

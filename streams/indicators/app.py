@@ -7,6 +7,7 @@ keyed by market, keeps the per-market state in its changelog and produces
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +45,8 @@ class IndicatorsProcessor(Processor):
         states = self.states.setdefault(partition, {})
         changed: dict[str, IndicatorState] = {}
         latest: dict[str, Any] = {}
+        ticks: Counter[str] = Counter()
+        emits = out.emits
         for record in records:
             envelope = self.decode(record, out, (PriceTickReceived,))
             if envelope is None:
@@ -51,15 +54,18 @@ class IndicatorsProcessor(Processor):
             tick: PriceTickReceived = envelope.payload
             state = states.get(tick.market) or IndicatorState(market=tick.market)
             state, update = apply_tick(state, tick, self.config)
-            PRICE_EVENTS.labels(tick.market).inc()
+            ticks[tick.market] += 1
             if update is None:
                 continue
             states[tick.market] = changed[tick.market] = state
             latest[tick.market] = update
             result = caused_by(envelope, update, source=SOURCE, occurred_at=update.as_of)
-            out.emits.append(Emit.envelope(INDICATORS.name, result))
+            emits.append(Emit.envelope(INDICATORS.name, result))
         for market, state in changed.items():
             out.state[market.encode()] = orjson.dumps(state.to_dict())
+        # metrics once per market and batch (a labelled child costs more than the increment)
+        for market, n in ticks.items():
+            PRICE_EVENTS.labels(market).inc(n)
         for market, update in latest.items():
             MARK.labels(market).set(update.mark_price_eur_mwh)
             EMA.labels(market).set(update.ema_eur_mwh)
@@ -68,4 +74,7 @@ class IndicatorsProcessor(Processor):
 
 def create_runtime(settings: Settings) -> Runtime:
     config = IndicatorConfig(ema_span=settings.ema_span, vwap_window_s=settings.vwap_window_s)
-    return Runtime(IndicatorsProcessor(config), settings.bootstrap)
+    # a transaction costs a handful of broker round trips whatever its size: when behind
+    # (a backfill), take up to ~6 000 ticks per partition into one (1 MiB ~ 2 300 ticks)
+    return Runtime(IndicatorsProcessor(config), settings.bootstrap, max_records=20_000,
+                   max_partition_fetch_bytes=4 * 1024 * 1024)

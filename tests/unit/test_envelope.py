@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from pydantic import AwareDatetime, BaseModel, ValidationError
 
 import schemas.catalog
+import schemas.envelope as envelope_module
 from schemas.base import Payload
 from schemas.dead_letter import MessageDeadLettered
 from schemas.envelope import (
@@ -435,3 +436,91 @@ def test_corrupted_messages_decode_or_raise_decode_error(
         assert exc.reason
     else:
         assert isinstance(decoded, Envelope)
+
+
+# --- the codec's fast paths agree with their references -------------------------------------------
+
+
+@by_event_type
+@settings(deadline=None)
+@given(data=st.data())
+def test_encode_is_byte_identical_to_orjson_of_the_json_dump(
+    cls: type[Payload], data: st.DataObject
+) -> None:
+    envelope = data.draw(envelopes(cls))
+
+    assert encode(envelope) == orjson.dumps(envelope.model_dump(mode="json"))
+
+
+class _Counted(Payload):
+    """A test-only event with an unbounded integer."""
+
+    event_type = "TestCounted"
+    n: int
+    label: str = ""
+
+    def partition_key(self) -> str:
+        return "k"
+
+
+@pytest.mark.parametrize("n", [2**64, -(2**63) - 1, 10**30])
+def test_encode_refuses_integers_beyond_64_bits(n: int) -> None:
+    envelope = new_envelope(_Counted(n=n), occurred_at=datetime(2023, 1, 1, tzinfo=UTC), source="t")
+    with pytest.raises(orjson.JSONEncodeError):
+        encode(envelope)
+
+
+@pytest.mark.parametrize("n", [2**63 - 1, 2**64 - 1, INT64_MIN, 12345678901234567890])
+def test_encode_keeps_long_digit_runs_that_fit(n: int) -> None:
+    payload = _Counted(n=n, label="1234567890123456789012345")
+    envelope = new_envelope(payload, occurred_at=datetime(2023, 1, 1, tzinfo=UTC), source="t")
+    assert encode(envelope) == orjson.dumps(envelope.model_dump(mode="json"))
+
+
+def _checked(data: bytes) -> Envelope[Any] | str:
+    """What the full checks (`decode` without its fast path) make of `data`."""
+    try:
+        raw = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return "not valid JSON"
+    try:
+        return envelope_module._decode_checked(data, raw)
+    except MessageDecodeError as exc:
+        return exc.reason
+
+
+def _decoded(data: bytes) -> Envelope[Any] | str:
+    try:
+        return decode(data)
+    except MessageDecodeError as exc:
+        return "not valid JSON" if exc.reason.startswith("not valid JSON") else exc.reason
+
+
+@settings(deadline=None)
+@given(
+    path=st.sampled_from(_TICK_FIELDS),
+    value=json_values | st.sampled_from([True, False, 1, 1.0, "1", 2, 0, -1, 2**64 - 1, {}, []]),
+)
+def test_fast_path_decodes_exactly_as_the_full_checks(path: tuple[str, ...], value: object) -> None:
+    raw = _raw_tick()
+    target = raw["payload"] if len(path) == 2 else raw
+    target[path[-1]] = value
+    data = orjson.dumps(raw)
+
+    assert _decoded(data) == _checked(data)
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        (b'"junk": NaN', "not valid JSON"),
+        (b'"junk": -Infinity', "not valid JSON"),
+        (b'"junk": 1e400', "not valid JSON"),
+        (b'"schema_version": "1"', "schema_version must be a positive integer"),
+    ],
+)
+def test_what_only_pydantic_accepts_is_still_rejected(extra: bytes, reason: str) -> None:
+    """pydantic-core parses NaN, Infinity and overflowing numbers (the wire format is JSON) and
+    reads the string "1" as an int; a repeated key counts with its last value."""
+    text = orjson.dumps(_raw_tick())[:-1] + b", " + extra + b"}"
+    assert _reason(text).startswith(reason)

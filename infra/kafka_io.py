@@ -38,9 +38,11 @@ async def ensure_topics(bootstrap: str, topics: tuple[Topic, ...] | None = None,
 
 
 def make_producer(bootstrap: str, **kwargs: Any) -> AIOKafkaProducer:
-    """An idempotent producer (acks=all), lz4-free so no native codec is needed."""
+    """An idempotent producer (acks=all), lz4-free so no native codec is needed; 512 KiB record
+    batches (aiokafka's 16 KiB default makes every ~35 events wait for a produce round trip)."""
     return AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all",
-                            linger_ms=kwargs.pop("linger_ms", 5), **kwargs)
+                            linger_ms=kwargs.pop("linger_ms", 5),
+                            max_batch_size=kwargs.pop("max_batch_size", 512 * 1024), **kwargs)
 
 
 async def publish(producer: AIOKafkaProducer, topic: str, envelope: Envelope[Any]) -> Any:

@@ -1,21 +1,22 @@
 """Telemetry benchmark: gateways against same-run references.
 
 ``.venv/bin/python -m bench.telemetry [--messages N] [--seconds S] [--devices D]
-[--rounds R] [--only mqtt|modbus|skew ...]``
+[--rounds R] [--qos 0|1] [--only mqtt|modbus|skew ...]``
 
 Set-up: embedded Kafka, Postgres (fsync off) and Mosquitto on free ports in a temp dir (or
 BESS_KAFKA_BOOTSTRAP / BESS_POSTGRES_DSN when set). Publishers and Modbus servers run in child
 processes so they do not share the measuring process's CPU.
 
-1. MQTT: a paho-mqtt publisher process sends N site-telemetry messages (QoS 0, 4 quantities
-   each) as fast as it can, once per measurement, to the same broker. Reference: a bare
-   paho-mqtt subscriber (threaded loop, counts messages); for comparison once a bare aiomqtt
-   subscriber (what the gateway used before). The gateway (`MqttGateway.run`: its own MQTT
-   client, batches, parse, validate, dedup, envelope bytes, aiokafka record batches, with the
-   producer and publisher of `run_gateway`) is timed from its first message to the broker's
-   ack of the last event, with the process's CPU time per reading (both threads). `--rounds`
-   rounds of (reference, gateway) alternate, so both see the same machine load; medians. Then
-   the telemetry projection applies all those events to Postgres (timed catch_up).
+1. MQTT: a paho-mqtt publisher process sends N site-telemetry messages (QoS 0, or `--qos 1`;
+   4 quantities each) as fast as it can, once per measurement, to the same broker.
+   Reference: a bare paho-mqtt subscriber (threaded loop, counts messages); for comparison
+   once a bare aiomqtt subscriber. The gateway (`MqttGateway.run`: paho-mqtt driven by the
+   event loop, batches, parse, validate, dedup, envelope bytes, aiokafka record batches, QoS 1
+   acknowledgements after Kafka's, with the producer and publisher of `run_gateway`) is timed
+   from its first message to the broker's ack of the last event, with the process's CPU time
+   per reading. `--rounds` rounds of (reference, gateway) alternate, so both see the same
+   machine load; medians. Then the telemetry projection applies all those events to Postgres
+   (timed catch_up).
 2. Modbus: the device simulator (pymodbus server, predecessor map) in a child process.
    Reference: a raw-socket client (hand-built MBAP frames, asyncio streams, one request in
    flight). Poller: the gateway's `ModbusReader.read()` (pymodbus client + profile decode), and
@@ -64,7 +65,7 @@ PUBLISHER = """
 import json, sys, time
 import asyncpg
 import paho.mqtt.client as paho
-port, topic, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+port, topic, n, qos = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-pub")
 c.max_queued_messages_set(0)
 c.connect("127.0.0.1", port)
@@ -73,7 +74,7 @@ time.sleep(0.5)
 for i in range(n):
     c.publish(topic, json.dumps({"device_id": f"d{i % 50}", "timestamp": 1737837000 + i * 0.001,
                                  "soc_pct": 50 + (i % 400) / 10, "active_power_mw": 1.5,
-                                 "temperature_c": 25.0, "frequency_hz": 50.0}), qos=0)
+                                 "temperature_c": 25.0, "frequency_hz": 50.0}), qos=qos)
     if i % 2000 == 0:
         time.sleep(0.001)
 time.sleep(1)
@@ -150,7 +151,7 @@ def bare_paho(port: int, topic: str, n: int, publish: Any) -> dict[str, Any]:
 
 
 async def bare_aiomqtt(port: int, topic: str, n: int, publish: Any) -> dict[str, Any]:
-    """The same as `bare_paho` with aiomqtt (what the gateway used before)."""
+    """The same as `bare_paho` with aiomqtt."""
     got, first, last = 0, 0.0, 0.0
     async with aiomqtt.Client("127.0.0.1", port,
                               identifier=f"bench-aio-{uuid.uuid4().hex}") as c:
@@ -208,14 +209,14 @@ async def gateway_round(settings: Settings, topic: str, n: int,
             "cpu_us_per_msg": cpu / max(got, 1) * 1e6}
 
 
-async def bench_mqtt(settings: Settings, n: int, rounds: int) -> dict[str, Any]:
+async def bench_mqtt(settings: Settings, n: int, rounds: int, qos: int = 0) -> dict[str, Any]:
     """`rounds` x (bare paho subscriber, gateway), each with its own site and publisher run,
     alternating so that both see the same machine load; medians. aiomqtt once."""
     sites = [f"bench-{uuid.uuid4().hex[:6]}" for _ in range(rounds)]
 
     def publisher_for(site: str) -> Any:
         topic = f"{settings.mqtt_prefix}/{site}/telemetry"
-        return topic, lambda: child(PUBLISHER, str(settings.mqtt_port), topic, str(n))
+        return topic, lambda: child(PUBLISHER, str(settings.mqtt_port), topic, str(n), str(qos))
 
     bare, gw = [], []
     topic, publish = publisher_for(sites[0])
@@ -378,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--devices", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=3,
                     help="MQTT: alternating reference/gateway rounds (medians)")
+    ap.add_argument("--qos", type=int, choices=(0, 1), default=0,
+                    help="MQTT: the publisher's QoS (1: the gateway acknowledges each message "
+                         "after Kafka confirmed it, within the broker's max_inflight_messages)")
     ap.add_argument("--only", choices=("mqtt", "modbus", "skew"), action="append",
                     help="run only these parts (repeatable); default: all")
     args = ap.parse_args(argv)
@@ -410,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
             parts = args.only or ["mqtt", "modbus", "skew"]
             out: dict[str, Any] = {"devices": args.devices}
             if "mqtt" in parts:
-                out["mqtt"] = await bench_mqtt(settings, args.messages, args.rounds)
+                out["mqtt"] = await bench_mqtt(settings, args.messages, args.rounds, args.qos)
             if "modbus" in parts:
                 out["modbus"] = await bench_modbus(settings, args.seconds)
             if "skew" in parts:

@@ -1,7 +1,7 @@
 """MQTT settings shared by the gateway, the simulator, the API and the bench: broker address,
 TLS context, aiomqtt clients (username/password, TLS), a round-trip probe, and the conversion
 between the settings and the gateway configuration commands (`MqttGatewayConfig`). The
-gateway's own high-rate client is `gateways.mqtt.client`."""
+gateway reads at high rate with paho-mqtt on the asyncio loop (`gateways.mqtt.subscriber`)."""
 
 from __future__ import annotations
 

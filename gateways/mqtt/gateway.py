@@ -3,9 +3,11 @@ malformed messages to the dead-letter topic with the reason, reports devices tha
 (`BESS_MQTT_SILENT_AFTER_S`) as offline and back online with their next message, and publishes
 setpoints to ``<prefix>/<site>/commands``.
 
-Messages arrive through the gateway's own MQTT client (`gateways.mqtt.client`: QoS 1,
-persistent session) in batches; each batch is parsed, validated and handed to the producer at
-once. An unreachable broker or a lost connection is retried with backoff (0.5 to 30 s).
+Messages arrive through paho-mqtt, driven by the event loop (`gateways.mqtt.subscriber`: QoS 1,
+persistent session), in batches; each batch is parsed, validated and handed to the producer at
+once. QoS 1 messages are acknowledged to the broker once Kafka has confirmed what became of them
+(in arrival order), so a gateway killed in between gets them again from the broker's session.
+An unreachable broker or a lost connection is retried with backoff (0.5 to 30 s).
 A `ConfigureMqttGateway` on ``telemetry.gateway-config.v1`` replaces the settings at run time:
 the gateway unsubscribes what it no longer wants, reconnects with the new settings and reports
 `GatewayConfigApplied`.
@@ -16,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import ssl
+from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,13 +29,12 @@ from aiokafka import AIOKafkaProducer
 
 from domain.telemetry.aggregation import parse_mapping
 from domain.telemetry.state import is_stale
-from gateways.mqtt.client import Batch, MqttUnavailable, Subscriber
 from gateways.mqtt.parse import ParseError, TopicConfig, parse
+from gateways.mqtt.subscriber import Batch, MqttUnavailable, Subscriber
 from gateways.telemetry.config import follow_config
 from gateways.telemetry.publisher import TelemetryPublisher
 from gateways.telemetry.setpoints import consume_setpoints
 from infra import mqtt
-from infra.kafka_io import make_producer
 from infra.logging import get_logger
 from infra.settings import Settings
 from infra.tasks import run_until_first_error
@@ -151,20 +154,37 @@ class MqttGateway:
         settings, topics = self.settings, self.config.subscriptions()
         subscriber = Subscriber(settings, identifier=self.client_id, topics=topics)
         await subscriber.start()
-        self.subscriber = subscriber
-        self.connected.set()
-        self.settled.set()
-        log.info("mqtt gateway subscribed", broker=mqtt.broker_address(settings), topics=topics)
-        await self._applied(None)
+        acks = _Acknowledgements(subscriber)
         stopper = asyncio.create_task(self._stop_on_restart(subscriber, settings, topics))
         try:
-            async for batch in subscriber.batches():  # ends after a restart's stop()
+            self.subscriber = subscriber
+            self.connected.set()
+            self.settled.set()
+            log.info("mqtt gateway subscribed", broker=mqtt.broker_address(settings),
+                     topics=topics)
+            await self._applied(None)
+            async for batch, mids in subscriber.batches():  # ends after a restart's finish()
                 await self.handle_batch(batch)
+                acks.add(mids, self._deliveries(mids))
+                if acks.failed:
+                    raise MqttUnavailable("Kafka did not confirm readings; reconnecting, the "
+                                          "broker delivers the unacknowledged messages again")
         finally:
             stopper.cancel()
             self.connected.clear()
             self.subscriber = None
-            await subscriber.stop()
+            if subscriber.connected.is_set() and not acks.failed:
+                with contextlib.suppress(TimeoutError):  # acknowledge what was handled
+                    async with asyncio.timeout(5):
+                        await acks.idle.wait()
+            await subscriber.disconnect()
+
+    def _deliveries(self, mids: list[int]) -> list[asyncio.Future[Any]]:
+        """The Kafka deliveries of what the last batch became."""
+        producer = self.publisher.producer
+        if isinstance(producer, GatewayProducer):
+            return producer.take_deliveries()
+        return [asyncio.ensure_future(producer.flush())] if mids else []  # all sent so far
 
     async def _stop_on_restart(self, subscriber: Subscriber, settings: Settings,
                                topics: list[str]) -> None:
@@ -174,7 +194,8 @@ class MqttGateway:
         wanted = set((self._next_config or self.config).subscriptions()) if same_session \
             else set()
         # the persistent session would keep delivering topics we no longer want
-        await subscriber.stop(unsubscribe=[t for t in topics if t not in wanted])
+        await subscriber.unsubscribe([t for t in topics if t not in wanted])
+        subscriber.finish()
 
     async def apply_config(self, envelope: Envelope[Any] | None) -> None:
         """A `ConfigureMqttGateway` (None: back to the settings the gateway started with):
@@ -243,10 +264,77 @@ class MqttGateway:
             ok=error is None, error=error))
 
 
-def make_gateway_producer(settings: Settings) -> AIOKafkaProducer:
-    """The gateway's producer: big batches (the gateway builds them itself), short linger for
-    the few single sends (status events, dead letters)."""
-    return make_producer(settings.bootstrap, linger_ms=5, max_batch_size=512 * 1024)
+class _Acknowledgements:
+    """QoS 1 packet ids waiting for Kafka: a batch's are acknowledged once every delivery of
+    the batch succeeded and those of the batches before were acknowledged (MQTT wants PUBACKs
+    in arrival order). After a failed delivery nothing more is acknowledged (`failed`)."""
+
+    def __init__(self, subscriber: Subscriber):
+        self.subscriber = subscriber
+        self.failed = False
+        self.idle = asyncio.Event()  # nothing waiting
+        self.idle.set()
+        self._waiting: deque[list[Any]] = deque()  # [mids, deliveries not yet done]
+
+    def add(self, mids: list[int], deliveries: list[asyncio.Future[Any]]) -> None:
+        if not mids or self.failed:
+            return
+        entry: list[Any] = [mids, len(deliveries)]
+        self._waiting.append(entry)
+        self.idle.clear()
+        for delivery in deliveries:
+            delivery.add_done_callback(functools.partial(self._delivered, entry))
+        self._release()
+
+    def _delivered(self, entry: list[Any], delivery: asyncio.Future[Any]) -> None:
+        entry[1] -= 1
+        if not self.failed and (delivery.cancelled() or delivery.exception() is not None):
+            self.failed = True
+            log.error("kafka did not confirm readings, their mqtt messages stay unacknowledged",
+                      error=repr(None if delivery.cancelled() else delivery.exception()))
+        self._release()
+
+    def _release(self) -> None:
+        if self.failed:
+            self._waiting.clear()
+        while self._waiting and self._waiting[0][1] == 0:
+            self.subscriber.ack(self._waiting.popleft()[0])
+        if not self._waiting:
+            self.idle.set()
+
+
+class GatewayProducer(AIOKafkaProducer):  # type: ignore[misc]
+    """The gateway's producer: keeps the delivery futures of what it was given since the last
+    `take_deliveries()`, so that the gateway acknowledges QoS 1 messages once Kafka confirmed
+    the readings (and dead letters) made of them."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._deliveries: list[asyncio.Future[Any]] = []
+
+    async def send(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        return self._keep(await super().send(*args, **kwargs))
+
+    async def send_batch(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        return self._keep(await super().send_batch(*args, **kwargs))
+
+    def take_deliveries(self) -> list[asyncio.Future[Any]]:
+        deliveries, self._deliveries = self._deliveries, []
+        return deliveries
+
+    def _keep(self, delivery: asyncio.Future[Any]) -> asyncio.Future[Any]:
+        if len(self._deliveries) >= 10_000:  # nobody took them (no messages): forget the done
+            self._deliveries = [d for d in self._deliveries if not d.done()]
+        self._deliveries.append(delivery)
+        return delivery
+
+
+def make_gateway_producer(settings: Settings) -> GatewayProducer:
+    """The gateway's producer (idempotent, acks=all as `make_producer`'s): big batches (the
+    gateway builds them itself), short linger for the few single sends (status events, dead
+    letters)."""
+    return GatewayProducer(bootstrap_servers=settings.bootstrap, enable_idempotence=True,
+                           acks="all", linger_ms=5, max_batch_size=512 * 1024)
 
 
 async def run_gateway(settings: Settings, sensor_sites: str = "",

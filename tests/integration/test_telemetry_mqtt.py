@@ -1,7 +1,8 @@
 """MQTT gateway against a real Mosquitto with a plain paho-mqtt publisher, into real Kafka and
 the telemetry projection: the predecessor's topics, per-site and discovery topics with exact
 converted values, malformed/out-of-range/duplicate/out-of-order input, a device that falls
-silent and returns, and a setpoint that reaches the simulated battery over MQTT."""
+silent and returns, a setpoint that reaches the simulated battery over MQTT, a broker restart,
+and QoS 1 messages acknowledged only after Kafka confirmed their readings."""
 
 from __future__ import annotations
 
@@ -15,7 +16,13 @@ import paho.mqtt.publish as paho_publish
 import pytest
 
 from domain.telemetry.battery import BatteryParams, BatteryState
-from gateways.mqtt.gateway import MqttGateway, make_gateway_producer, run_gateway, topic_config
+from gateways.mqtt.gateway import (
+    GatewayProducer,
+    MqttGateway,
+    make_gateway_producer,
+    run_gateway,
+    topic_config,
+)
 from gateways.simulator.device import SimulatedBattery
 from gateways.telemetry.publisher import TelemetryPublisher
 from infra.kafka_io import make_producer, publish
@@ -226,3 +233,43 @@ async def test_broker_restart_the_gateway_reconnects_and_loses_nothing_after(
         await producer.stop()
         broker.stop()
     assert [e.payload.soc_pct for e in _of(site, events)] == list(range(1, 22))
+
+
+class _KafkaNeverConfirmsReadings(GatewayProducer):
+    """Sends everything but readings; a reading's delivery never completes."""
+
+    async def send(self, topic: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if topic != TELEMETRY_READINGS.name:
+            return await super().send(topic, *args, **kwargs)
+        return self._keep(asyncio.get_running_loop().create_future())
+
+    async def send_batch(self, batch, topic: str, **kwargs):  # type: ignore[no-untyped-def]
+        if topic != TELEMETRY_READINGS.name:
+            return await super().send_batch(batch, topic, **kwargs)
+        return self._keep(asyncio.get_running_loop().create_future())
+
+
+async def test_messages_are_acknowledged_only_after_kafka_confirmed(services, mosquitto) -> None:
+    """A gateway stopped before Kafka confirmed the readings has not acknowledged their QoS 1
+    messages: the broker's session delivers them to the next gateway, and they arrive."""
+    site, settings, tag = _gateway(services, mosquitto)
+    topic = f"{settings.mqtt_prefix}/{site}/telemetry"
+    producer = _KafkaNeverConfirmsReadings(bootstrap_servers=services.bootstrap)
+    await producer.start()
+    gateway = MqttGateway(settings, TelemetryPublisher(producer, "gateway.mqtt"),
+                          topic_config(settings), client_id=f"gw-{tag}")
+    task = asyncio.create_task(gateway.run())
+    try:
+        await asyncio.wait_for(gateway.connected.wait(), 20)
+        await asyncio.to_thread(_pub, mosquitto, [(topic, {"device_id": "d", "soc_pct": 1 + i})
+                                                  for i in range(5)])
+        await eventually(lambda: gateway.messages >= 5)
+    finally:
+        task.cancel()  # waits a few seconds for the confirmations, in vain
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await producer.stop()
+    async with running(lambda ready: run_gateway(settings, "", ready, client_id=f"gw-{tag}")):
+        events = await read_until(services.bootstrap, TELEMETRY_READINGS.name,
+                                  lambda m: len(_of(site, m)) >= 5, 30)
+    assert [e.payload.soc_pct for e in _of(site, events)] == [1, 2, 3, 4, 5]

@@ -38,6 +38,7 @@ bench: install ## benchmarks with same-run references (see bench/README.md)
 	$(BIN)/python -m bench.matching
 	$(BIN)/python -m bench.trading_e2e
 	$(BIN)/python -m bench.telemetry
+	$(BIN)/python -m bench.forecasting
 	$(BIN)/python -m bench.dispatch
 
 clean: ## remove the virtualenv and the state of `bess up`

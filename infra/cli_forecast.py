@@ -99,9 +99,9 @@ def backtest_command(
              "household-pv (residential4, Mar 2016 - Feb 2017)")] = "price",
     start: Annotated[str | None, typer.Option(help="first evaluated day, YYYY-MM-DD")] = None,
     end: Annotated[str | None, typer.Option(help="last evaluated day, YYYY-MM-DD")] = None,
-    models: Annotated[str, typer.Option(
-        help="comma-separated: profile,lear,prophet (seasonal_naive always runs)")]
-    = "profile,lear,prophet",
+    models: Annotated[str | None, typer.Option(
+        help="comma-separated subset of profile,lear,prophet (seasonal_naive always runs); "
+             "default: lear,prophet for price, all for load and PV")] = None,
     every: Annotated[int, typer.Option(help="evaluate every N-th day")] = 1,
     training_days: Annotated[int, typer.Option(help="window of naive/profile/prophet")] = 56,
     lear_training_days: Annotated[int, typer.Option(help="calibration window of lear")] = 364,
@@ -115,12 +115,13 @@ def backtest_command(
     if quantity not in DATASETS:
         raise typer.BadParameter(f"choose one of {', '.join(DATASETS)}", param_hint="--quantity")
     ds = DATASETS[quantity]
-    chosen = tuple(m.strip() for m in models.split(",") if m.strip() and m != "seasonal_naive")
+    chosen = None if models is None else tuple(
+        m.strip() for m in models.split(",") if m.strip() and m.strip() != "seasonal_naive")
     try:
         options = ForecastOptions(training_days=training_days,
                                   lear_training_days=lear_training_days,
                                   validation_days=validation_days, models=chosen,
-                                  prophet="prophet" in chosen, timezone=ds.timezone)
+                                  timezone=ds.timezone)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     quiet_libraries()

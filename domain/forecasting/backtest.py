@@ -28,7 +28,8 @@ class BacktestResult:
     """Scores per model (rMAE against "seasonal_naive") and the hourly forecasts behind them.
 
     `frame`: one row per evaluated hour, columns ``actual``, ``origin`` and per model
-    ``<model>`` (P50), ``<model>_p10``, ``<model>_p90``."""
+    ``<model>`` (P50), ``<model>_p10``, ``<model>_p90`` and ``<model>_vmae`` (its validation
+    MAE at that origin)."""
 
     quantity: str
     origins: int
@@ -55,7 +56,8 @@ def backtest(series: pd.Series, *, quantity: str, unit: str, start: date, end: d
     rows: list[pd.DataFrame] = []
     cache = FitCache()
     for i, origin in enumerate(origins):
-        next_midnight = (origin.tz_convert(options.timezone) + pd.Timedelta(days=1)).normalize()
+        day = origin.tz_convert(options.timezone).tz_localize(None).normalize()
+        next_midnight = (day + pd.Timedelta(days=1)).tz_localize(options.timezone)
         horizon_s = int((next_midnight.tz_convert("UTC") - origin).total_seconds())
         hours = pd.date_range(origin, periods=horizon_s // HOUR_S, freq="h")
         actual = series.reindex(hours).to_numpy(dtype=np.float64, na_value=np.nan)
@@ -66,6 +68,7 @@ def backtest(series: pd.Series, *, quantity: str, unit: str, start: date, end: d
             cols: dict[str, object] = {"actual": actual, "origin": origin}
             for name, f in fcs.items():
                 cols[name], cols[f"{name}_p10"], cols[f"{name}_p90"] = f.p50, f.p10, f.p90
+                cols[f"{name}_vmae"] = np.nan if f.validation_mae is None else f.validation_mae
             rows.append(pd.DataFrame(cols, index=hours))
         if on_origin is not None:
             on_origin(i + 1, len(origins))
@@ -73,7 +76,7 @@ def backtest(series: pd.Series, *, quantity: str, unit: str, start: date, end: d
         raise ValueError("no evaluated day has actual values")
     frame = pd.concat(rows)
     models = [c for c in frame.columns
-              if c not in ("actual", "origin") and not c.endswith(("_p10", "_p90"))]
+              if c not in ("actual", "origin") and not c.endswith(("_p10", "_p90", "_vmae"))]
     scores = {m: score(frame["actual"].to_numpy(), frame[m].to_numpy(dtype=np.float64),
                        frame["seasonal_naive"].to_numpy(), frame[f"{m}_p10"].to_numpy(),
                        frame[f"{m}_p90"].to_numpy())

@@ -114,7 +114,7 @@ def local_time(hours: np.ndarray, tz: str) -> LocalTime:
     idx = timestamps(hours)
     loc = idx.tz_convert(tz)
     offset = (loc.tz_localize(None) - idx.tz_localize(None)).total_seconds().to_numpy() / HOUR_S
-    return LocalTime(loc.dayofweek.to_numpy(), loc.hour.to_numpy(), offset)
+    return LocalTime(loc.day_of_week.to_numpy(), loc.hour.to_numpy(), offset)
 
 
 def same_local_hour(hours: np.ndarray, days: np.ndarray | int, tz: str) -> np.ndarray:
@@ -129,7 +129,44 @@ def same_local_hour(hours: np.ndarray, days: np.ndarray | int, tz: str) -> np.nd
     flat = np.broadcast_to(earlier, np.broadcast_shapes(earlier.shape, hours.shape))
     off_then = local_time(flat.ravel(), tz).offset_h.reshape(flat.shape)
     shift = local_time(hours, tz).offset_h - off_then
-    return flat + np.rint(shift).astype(np.int64)
+    return np.asarray(flat + np.rint(shift).astype(np.int64))
+
+
+def local_hours(hours: np.ndarray, tz: str) -> np.ndarray:
+    """Local wall-clock hour numbers: hours since 1970-01-01T00:00 on the local wall clock.
+
+    Consecutive UTC hours map to consecutive local numbers except at DST changes: in spring
+    one number is skipped (02:00 does not exist), in autumn one repeats (02:00 twice)."""
+    hours = np.asarray(hours, dtype=np.int64)
+    return np.asarray(hours + np.rint(local_time(hours, tz).offset_h).astype(np.int64))
+
+
+def local_weekday(local: np.ndarray) -> np.ndarray:
+    """Weekday (Mon = 0) of local hour numbers (1970-01-01 was a Thursday)."""
+    return np.asarray((np.asarray(local) // 24 + 3) % 7)
+
+
+def to_local_grid(series: Hourly, tz: str) -> Hourly:
+    """`series` on the local wall-clock grid (`Hourly.start` is then a local hour number): every
+    local day has 24 hours. The repeated autumn hour gets the mean of its two UTC hours; the
+    missing spring hour the mean of its neighbours (as day-ahead data sets in local time do,
+    e.g. Lago et al. 2021). Missing data stays missing."""
+    if len(series.values) == 0:
+        return series
+    local = local_hours(np.arange(series.start, series.end), tz)
+    first = int(local[0])
+    pos = local - first
+    n = int(pos[-1]) + 1
+    ok = np.isfinite(series.values)
+    sums = np.bincount(pos[ok], weights=series.values[ok], minlength=n)
+    counts = np.bincount(pos[ok], minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    for gap in np.flatnonzero(np.bincount(pos, minlength=n) == 0):  # spring-forward hours
+        near = values[max(gap - 1, 0): gap + 2]
+        near = near[np.isfinite(near)]
+        values[gap] = float(near.mean()) if len(near) else np.nan
+    return Hourly(first, values)
 
 
 def expand(values: np.ndarray, first_hour: int, origin_ns: int, n_steps: int,

@@ -4,16 +4,24 @@ Lago, Marcjasz, De Schutter, Weron (2021), Applied Energy 293, 116983, section 4
 reference implementation (epftoolbox, ``epftoolbox/models/_lear.py``): 24 linear models, one per
 hour of the day, each regressing the (transformed) value of that hour on all 24 values of the
 days d-1, d-2, d-3 and d-7 and seven day-of-week dummies, estimated by the LASSO with the
-regularisation chosen by the Akaike information criterion (scikit-learn ``LassoLarsIC``). Before
-fitting, values are normalised by the median and the median absolute deviation of the
-calibration window and passed through the variance-stabilising ``asinh`` (Uniejewski, Weron,
-Ziel (2018), "Variance stabilizing transformations for electricity spot price forecasting",
-IEEE Trans. Power Systems 33(2)). The exogenous inputs of the original (load and wind/solar
-forecasts) are left out: the shipped data has none for the evaluation years.
+regularisation chosen by an information criterion on the LARS path (scikit-learn
+``LassoLarsIC``). Before fitting, values are normalised by the median and the median absolute
+deviation of the calibration window and passed through the variance-stabilising ``asinh``
+(Uniejewski, Weron, Ziel (2018), "Variance stabilizing transformations for electricity spot
+price forecasting", IEEE Trans. Power Systems 33(2)). The exogenous inputs of the original
+(load and wind/solar forecasts) are left out: the shipped data has none for the evaluation
+years.
 
-"Days" are 24-hour blocks aligned to the forecast start (for a start at local midnight these
-are local days, except on DST-change days, which stay 24 hours long); the weekday dummy of a
-target hour is its local weekday. Horizons beyond 24 hours are forecast block by block,
+Departures from the reference, chosen on 2022 (the year before the evaluation year): one
+364-day calibration window instead of the average over 56/84/1092/1456 days (an average of
+56/84/364/728-day LEARs scored rMAE 0.69 against 0.665 for the single window), and BIC instead
+of AIC (0.665 against 0.684: sparser models extrapolate less wildly after the asinh).
+
+The model works on the local wall-clock grid (`hourly.to_local_grid`: 24 hours every local
+day; the spring gap filled from its neighbours, the doubled autumn hour averaged, and mapped
+back the same way), so hour 7 is always 07:00 local and d-7 is the same local hour a week
+before, across DST changes too. "Days" are 24-hour blocks aligned to the forecast start (local
+days for a start at local midnight). Horizons beyond 24 hours are forecast block by block,
 feeding the forecast back as lags.
 """
 
@@ -26,7 +34,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LassoLarsIC
 
-from domain.forecasting.hourly import Hourly, local_time
+from domain.forecasting.hourly import Hourly, local_hours, local_weekday, to_local_grid
 
 LAGS_DAYS = (1, 2, 3, 7)
 MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
@@ -49,10 +57,10 @@ class Scaler:
         return cls(med, scale)
 
     def forward(self, y: np.ndarray) -> np.ndarray:
-        return np.arcsinh((y - self.median) / self.scale)
+        return np.asarray(np.arcsinh((y - self.median) / self.scale))
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
-        return self.median + self.scale * np.sinh(z)
+        return np.asarray(self.median + self.scale * np.sinh(z))
 
 
 def _lag_features(z: Hourly, block_starts: np.ndarray) -> np.ndarray:
@@ -62,10 +70,10 @@ def _lag_features(z: Hourly, block_starts: np.ndarray) -> np.ndarray:
     return np.concatenate(cols, axis=1)
 
 
-def _dummies(hours: np.ndarray, tz: str) -> np.ndarray:
-    """(n, 7) one-hot local weekday."""
-    wd = local_time(hours, tz).weekday
-    return (wd[:, None] == np.arange(7)[None, :]).astype(np.float64)
+def _dummies(local: np.ndarray) -> np.ndarray:
+    """(n, 7) one-hot weekday of local hour numbers."""
+    wd = local_weekday(local)
+    return np.asarray((wd[:, None] == np.arange(7)[None, :]).astype(np.float64))
 
 
 def _impute(x: np.ndarray) -> np.ndarray:
@@ -77,12 +85,13 @@ def _impute(x: np.ndarray) -> np.ndarray:
         warnings.simplefilter("ignore", RuntimeWarning)
         fill = np.nanmean(blocks, axis=1, keepdims=True)
     blocks = np.where(np.isfinite(blocks), blocks, np.broadcast_to(fill, blocks.shape))
-    return np.nan_to_num(blocks.reshape(x.shape), nan=0.0)
+    return np.asarray(np.nan_to_num(blocks.reshape(x.shape), nan=0.0))
 
 
 @dataclass(frozen=True)
 class LearFit:
-    """The 24 fitted hour models; `phase` = block start hour modulo 24."""
+    """The 24 fitted hour models, on the local wall-clock grid; `phase` = local hour number of
+    the block starts modulo 24 (0: days start at local midnight)."""
 
     scaler: Scaler
     coef: np.ndarray        # (24, features)
@@ -91,20 +100,20 @@ class LearFit:
     tz: str
 
     def predict(self, known: Hourly, start: int, n: int) -> np.ndarray:
-        block = start - (start - self.phase) % 24  # an aligned block start <= start
-        z = Hourly(known.start, self.scaler.forward(known.until(block).values))
+        targets = local_hours(np.arange(start, start + n), self.tz)
+        block = int(targets[0]) - (int(targets[0]) - self.phase) % 24  # aligned, <= start
+        grid = to_local_grid(known.until(start), self.tz).until(block)
+        z = Hourly(grid.start, self.scaler.forward(grid.values))
         out: list[np.ndarray] = []
-        while block + 24 * len(out) < start + n:
+        while block + 24 * len(out) <= targets[-1]:
             s = block + 24 * len(out)
             x = _impute(_lag_features(z, np.array([s])))
-            hours = s + np.arange(24)
-            d = _dummies(hours, self.tz)
+            d = _dummies(s + np.arange(24))
             f = x.shape[1]
             pred = self.coef[:, :f] @ x[0] + (self.coef[:, f:] * d).sum(axis=1) + self.intercept
             out.append(pred)
             z = z.extended(s, pred)
-        zs = np.concatenate(out)[start - block: start - block + n]
-        return np.asarray(self.scaler.inverse(zs))
+        return np.asarray(self.scaler.inverse(np.concatenate(out)[targets - block]))
 
 
 @dataclass(frozen=True)
@@ -113,11 +122,12 @@ class Lear:
 
     tz: str
     window_days: int = 364
+    criterion: str = "bic"
     name: str = "lear"
 
     def fit(self, train: Hourly) -> LearFit:
+        train = to_local_grid(train.since(train.end - 24 * self.window_days), self.tz)
         end = train.end
-        train = train.since(end - 24 * self.window_days)
         scaler = Scaler.of(train.values)
         z = Hourly(train.start, scaler.forward(train.values))
         n_blocks = (end - train.start) // 24 - max(LAGS_DAYS)
@@ -127,13 +137,13 @@ class Lear:
         x = _lag_features(z, starts)
         y = z.at(starts[:, None] + np.arange(24)[None, :])
         n_feat = x.shape[1] + 7
-        noise = _noise_variances(x, y, _dummies(starts, self.tz))
+        noise = _noise_variances(x, y, _dummies(starts))
         coef = np.zeros((24, n_feat))
         intercept = np.zeros(24)
         for h in range(24):
             rows = np.isfinite(x).all(axis=1) & np.isfinite(y[:, h])
-            xh = np.concatenate([x[rows], _dummies(starts[rows] + h, self.tz)], axis=1)
-            coef[h], intercept[h] = _lasso_aic(xh, y[rows, h], noise[h])
+            xh = np.concatenate([x[rows], _dummies(starts[rows] + h)], axis=1)
+            coef[h], intercept[h] = _lasso_ic(xh, y[rows, h], noise[h], self.criterion)
         return LearFit(scaler, coef, intercept, int(end % 24), self.tz)
 
 
@@ -153,10 +163,11 @@ def _noise_variances(x: np.ndarray, y: np.ndarray, dummies: np.ndarray) -> np.nd
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             var = np.nanvar(y - x[:, :24], axis=0)
-    return np.maximum(np.nan_to_num(var, nan=1.0), 1e-6)
+    return np.asarray(np.maximum(np.nan_to_num(var, nan=1.0), 1e-6))
 
 
-def _lasso_aic(x: np.ndarray, y: np.ndarray, noise: float) -> tuple[np.ndarray, float]:
+def _lasso_ic(x: np.ndarray, y: np.ndarray, noise: float,
+              criterion: str) -> tuple[np.ndarray, float]:
     """LASSO with the regularisation chosen by AIC on the LARS path (``LassoLarsIC``; the
     coefficients at that point of the path are the LASSO solution, so unlike epftoolbox there is
     no second fit by coordinate descent)."""
@@ -164,5 +175,6 @@ def _lasso_aic(x: np.ndarray, y: np.ndarray, noise: float) -> tuple[np.ndarray, 
         return np.zeros(x.shape[1]), float(np.mean(y)) if len(y) else 0.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        ic = LassoLarsIC(criterion="aic", max_iter=2500, noise_variance=noise).fit(x, y)
+        ic = LassoLarsIC(criterion=criterion, max_iter=2500, noise_variance=noise).fit(x, y)
     return np.asarray(ic.coef_, dtype=np.float64), float(ic.intercept_)
+

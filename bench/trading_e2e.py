@@ -224,31 +224,71 @@ async def publish(producer: Any, orders: Orders, batch: list[tuple[str, Value]])
 
 
 async def consumed(bootstrap: str, group: str, topics: list[str], timeout_s: float,
-                   slack: int = 0) -> None:
-    """Wait until consumer group `group` has committed every record of `topics` so far.
-    `slack` 1 for topics written in transactions: the commit marker after the last record takes
-    an offset that no consumer commits past."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                                enable_auto_commit=False)
-    await consumer.start()
+                   workers: list[ManagedProcess] | None = None) -> None:
+    """Wait until consumer group `group` has committed past every record of `topics` that was
+    written so far and is visible to a read_committed consumer.
+
+    A bare ``committed >= end offset - 1`` is wrong for topics written in transactions: every
+    transaction leaves a marker (one offset per transaction, not per record), and a transaction
+    that was *aborted* (a batch of the upstream worker failed and was redone, or a producer was
+    fenced in a rebalance) leaves records no read_committed consumer ever sees, so its group
+    never commits past them. That is why a run under load once failed with "bess-matching did
+    not consume [...]" although every trade had been seen. So: for each partition, a probe
+    consumer (read_committed, no group) reads from the group's committed offset up to the end
+    offset taken at the start; the partition is drained when nothing visible is left there.
+    """
+    group_consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                      enable_auto_commit=False)
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                             enable_auto_commit=False, isolation_level="read_committed")
+    await group_consumer.start()
+    await probe.start()
     try:
-        parts = await partitions_of(consumer, topics)
-        ends = await consumer.end_offsets(parts)
+        parts = await partitions_of(group_consumer, topics)
+        ends = await group_consumer.end_offsets(parts)  # high watermarks (read_uncommitted)
+        probe.assign(parts)
+        pending = [tp for tp in parts if ends[tp] > 0]
         deadline = time.perf_counter() + timeout_s
-        while any([(await consumer.committed(tp) or 0) < ends[tp] - slack for tp in parts]):
-            if time.perf_counter() > deadline:
-                raise RuntimeError(f"{group} did not consume {topics} in {timeout_s} s")
+        while pending:
+            left = []
+            for tp in pending:
+                committed = await group_consumer.committed(tp) or 0
+                if committed < ends[tp] and await _visible(probe, tp, committed, ends[tp]):
+                    left.append(tp)
+            pending = left
+            if not pending:
+                break
+            dead = [w.name for w in workers or [] if not w.running]
+            if dead or time.perf_counter() > deadline:
+                state = ", ".join([f"{tp.topic}:{tp.partition} committed "
+                                   f"{await group_consumer.committed(tp)} end {ends[tp]}"
+                                   for tp in pending])
+                logs = "\n".join(f"--- {w.name}\n{w.tail(40)}" for w in workers or [])
+                why = f"worker(s) {dead} exited" if dead else f"not in {timeout_s} s"
+                raise RuntimeError(f"{group} did not consume {topics}: {why} ({state})\n{logs}")
             await asyncio.sleep(0.2)
     finally:
-        await consumer.stop()
+        await probe.stop()
+        await group_consumer.stop()
 
 
-async def drained(bootstrap: str, timeout_s: float) -> None:
+async def _visible(probe: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int) -> bool:
+    """Whether a read_committed consumer sees a record in [start, end) of `tp` (it blocks while
+    a transaction there is still open, until the broker's transaction timeout at worst)."""
+    probe.seek(tp, start)
+    while await probe.position(tp) < end:
+        records = (await probe.getmany(tp, timeout_ms=200)).get(tp, [])
+        if any(r.offset < end for r in records):
+            return True
+    return False
+
+
+async def drained(bootstrap: str, timeout_s: float, workers: list[ManagedProcess]) -> None:
     """Wait until both workers have consumed everything produced so far (the risk worker
     still processes the order events of the last trades when those trades are visible)."""
-    await consumed(bootstrap, "bess-matching", [MATCHING_INBOX.name], timeout_s, slack=1)
-    await consumed(bootstrap, "bess-risk", [ORDER_COMMANDS_TOPIC.name], timeout_s)
-    await consumed(bootstrap, "bess-risk", [ORDER_EVENTS_TOPIC.name], timeout_s, slack=1)
+    await consumed(bootstrap, "bess-matching", [MATCHING_INBOX.name], timeout_s, workers)
+    await consumed(bootstrap, "bess-risk", [ORDER_COMMANDS_TOPIC.name, ORDER_EVENTS_TOPIC.name],
+                   timeout_s, workers)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -271,7 +311,7 @@ async def bench(ctx: Ctx, n: int, rate: int, seconds: float, sites: int) -> dict
             w.start()
         t_boot = time.perf_counter()
         # every site's SoC must be in the risk state before its first order (another topic)
-        await consumed(ctx.bootstrap, "bess-risk", [TELEMETRY_READINGS.name], 180)
+        await consumed(ctx.bootstrap, "bess-risk", [TELEMETRY_READINGS.name], 180, workers)
         warm = 2 * sites * len(MARKETS)
         await asyncio.gather(*await publish(producer, orders, orders.make(warm, "warm")))
         await reader.until(warm, 180, workers)
@@ -307,7 +347,7 @@ async def bench(ctx: Ctx, n: int, rate: int, seconds: float, sites: int) -> dict
 
         # 2. latency at a steady rate: one pair every 2/rate s (several per 10 ms slot when
         # faster), each slot at its scheduled time; after the throughput run's backlog is gone
-        await drained(ctx.bootstrap, 300)
+        await drained(ctx.bootstrap, 300, workers)
         base = len(reader.seen)
         per_slot = max(1, round(rate / 200))  # pairs per slot
         interval = 2 * per_slot / rate

@@ -115,28 +115,52 @@ class OrderBook(Generic[K]):
         """
         if side:
             keys = self._bid_keys
-            if keys and keys[-1] >= price:
-                lots = self._take(self._bids, keys, price, lots, account, stp, out)
-                if not lots:
-                    return 0
-            levels = self._asks
-            key = -price
-            level = levels.get(key)
-            if level is None:
-                level = levels[key] = deque()
-                insort(self._ask_keys, key)
+            threshold = price
         else:
             keys = self._ask_keys
-            if keys and keys[-1] >= -price:
-                lots = self._take(self._asks, keys, -price, lots, account, stp, out)
-                if not lots:
-                    return 0
-            levels = self._bids
-            level = levels.get(price)
-            if level is None:
-                level = levels[price] = deque()
-                insort(self._bid_keys, price)
-        level.append((order_id, account))
+            threshold = -price
+        if keys and keys[-1] >= threshold:  # crosses: the loop of `_take`, inlined
+            levels = self._bids if side else self._asks
+            index = self._index
+            while True:
+                key = keys[-1]
+                level = levels[key]
+                while level:
+                    maker, maker_account = level[0]
+                    open_lots = index.get(maker)
+                    if open_lots is None:  # cancelled
+                        level.popleft()
+                    elif stp and maker_account == account:
+                        level.popleft()
+                        del index[maker]
+                        out.append((maker, 0))
+                    elif open_lots > lots:
+                        index[maker] = open_lots - lots
+                        out.append((maker, lots))
+                        return 0
+                    else:
+                        level.popleft()
+                        del index[maker]
+                        out.append((maker, open_lots))
+                        lots -= open_lots
+                        if not lots:
+                            if not level:
+                                del levels[key]
+                                keys.pop()
+                            return 0
+                del levels[key]
+                keys.pop()
+                if not keys or keys[-1] < threshold:
+                    break
+        if side:
+            levels, keys, key = self._asks, self._ask_keys, -price
+        else:
+            levels, keys, key = self._bids, self._bid_keys, price
+        rest = levels.get(key)
+        if rest is None:
+            rest = levels[key] = deque()
+            insort(keys, key)
+        rest.append((order_id, account))
         self._index[order_id] = lots
         return lots
 

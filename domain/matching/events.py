@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from hashlib import sha1
 from typing import Any, Generic, Literal, TypeVar
 
 from domain.matching.orders import OrderState
@@ -38,6 +39,7 @@ CancelReason = Literal["requested", "ioc_remainder", "self_trade_prevention", "k
 
 M = TypeVar("M", bound=Payload)
 _set = object.__setattr__
+_new = object.__new__
 
 
 class _Construct(Generic[M]):
@@ -47,6 +49,7 @@ class _Construct(Generic[M]):
         fields = cls.model_fields
         self.cls = cls
         self.names = tuple(fields)
+        self.all_fields = set(fields)
         self.defaults = {n: f.default for n, f in fields.items() if not f.is_required()}
         self.plain = not (
             cls.__pydantic_post_init__ or cls.__pydantic_root_model__
@@ -68,6 +71,17 @@ class _Construct(Generic[M]):
         _set(model, "__pydantic_private__", None)
         return model
 
+    def make(self, values: dict[str, Any]) -> M:
+        """`__call__` for `values` that hold every field, in field order (the builders below)."""
+        if not self.plain:
+            return self.cls.model_construct(**values)  # type: ignore[return-value]
+        model = _new(self.cls)
+        _set(model, "__dict__", values)
+        _set(model, "__pydantic_fields_set__", self.all_fields.copy())
+        _set(model, "__pydantic_extra__", None)
+        _set(model, "__pydantic_private__", None)
+        return model
+
 
 _accepted = _Construct(OrderAccepted)
 _rejected = _Construct(OrderRejected)
@@ -79,38 +93,52 @@ _cancelled = _Construct(OrderCancelled)
 _expired = _Construct(OrderExpired)
 
 
+_NAMESPACE_BYTES = TRADE_NAMESPACE.bytes
+_V5_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_V5_SET = (0x8000 << 48) | (5 << 76)
+_SAFE_UNKNOWN = uuid.SafeUUID.unknown
+
+
 def trade_id(aggressor_id: uuid.UUID, filled_before: int) -> uuid.UUID:
-    return uuid.uuid5(TRADE_NAMESPACE, f"{aggressor_id}:{filled_before}")
+    """``uuid.uuid5(TRADE_NAMESPACE, f"{aggressor_id}:{filled_before}")``, without its
+    argument handling (tested equal)."""
+    digest = sha1(_NAMESPACE_BYTES + f"{aggressor_id}:{filled_before}".encode()).digest()
+    value = _new(uuid.UUID)
+    _set(value, "int", int.from_bytes(digest[:16]) & _V5_CLEAR | _V5_SET)
+    _set(value, "is_safe", _SAFE_UNKNOWN)
+    return value
 
 
 def accepted(o: OrderState, at: datetime) -> OrderAccepted:
     spec = o.spec
-    return _accepted(
-        order_id=o.order_id, account=o.account, site=o.site, market=o.market, side=o.side,
-        quantity_mwh=spec.quantity(o.quantity), limit_price_eur_mwh=spec.price(o.price),
-        time_in_force=o.time_in_force, delivery_start=o.delivery_start,
-        delivery_end=o.delivery_end, client_order_id=o.client_order_id, accepted_at=at,
-    )
+    return _accepted.make({
+        "order_id": o.order_id, "account": o.account, "site": o.site, "market": o.market,
+        "side": o.side,
+        "quantity_mwh": spec.quantity(o.quantity), "limit_price_eur_mwh": spec.price(o.price),
+        "time_in_force": o.time_in_force, "delivery_start": o.delivery_start,
+        "delivery_end": o.delivery_end, "client_order_id": o.client_order_id, "accepted_at": at,
+    })
 
 
 def rejected(
     order_id: uuid.UUID, site: str, market: str, account: str | None, reason: RejectReason,
     detail: str, at: datetime,
 ) -> OrderRejected:
-    return _rejected(
-        order_id=order_id, site=site, market=market, account=account, stage="matching",
-        reason=reason, detail=detail, rejected_at=at,
-    )
+    return _rejected.make({
+        "order_id": order_id, "site": site, "market": market, "account": account,
+        "stage": "matching",
+        "reason": reason, "detail": detail, "rejected_at": at,
+    })
 
 
 def modified(o: OrderState, lost_priority: bool, at: datetime) -> OrderModified:
     spec = o.spec
-    return _modified(
-        order_id=o.order_id, account=o.account, site=o.site, market=o.market,
-        quantity_mwh=spec.quantity(o.quantity), limit_price_eur_mwh=spec.price(o.price),
-        remaining_quantity_mwh=spec.quantity(o.remaining), lost_priority=lost_priority,
-        modified_at=at,
-    )
+    return _modified.make({
+        "order_id": o.order_id, "account": o.account, "site": o.site, "market": o.market,
+        "quantity_mwh": spec.quantity(o.quantity), "limit_price_eur_mwh": spec.price(o.price),
+        "remaining_quantity_mwh": spec.quantity(o.remaining), "lost_priority": lost_priority,
+        "modified_at": at,
+    })
 
 
 def fill(
@@ -119,12 +147,13 @@ def fill(
     """The fill event of `o` after `lots` were added to its `filled`."""
     spec = o.spec
     build = _partially_filled if o.filled < o.quantity else _filled
-    return build(
-        order_id=o.order_id, account=o.account, site=o.site, market=o.market, trade_id=trade,
-        side=o.side, fill_quantity_mwh=spec.quantity(lots), fill_price_eur_mwh=price,
-        filled_quantity_mwh=spec.quantity(o.filled),
-        remaining_quantity_mwh=spec.quantity(o.quantity - o.filled), executed_at=at,
-    )
+    return build.make({
+        "order_id": o.order_id, "account": o.account, "site": o.site, "market": o.market,
+        "trade_id": trade,
+        "side": o.side, "fill_quantity_mwh": spec.quantity(lots), "fill_price_eur_mwh": price,
+        "filled_quantity_mwh": spec.quantity(o.filled),
+        "remaining_quantity_mwh": spec.quantity(o.quantity - o.filled), "executed_at": at,
+    })
 
 
 def trade(
@@ -132,25 +161,26 @@ def trade(
     at: datetime,
 ) -> TradeExecuted:
     buy, sell = (taker, maker) if taker.side is Side.BUY else (maker, taker)
-    return _trade(
-        trade_id=trade, market=taker.market, delivery_start=taker.delivery_start,
-        delivery_end=taker.delivery_end, quantity_mwh=taker.spec.quantity(lots),
-        price_eur_mwh=price, buy_order_id=buy.order_id, sell_order_id=sell.order_id,
-        buy_account=buy.account, sell_account=sell.account, buy_site=buy.site,
-        sell_site=sell.site, aggressor_side=taker.side, price_rule=taker.spec.price_rule,
-        executed_at=at,
-    )
+    return _trade.make({
+        "trade_id": trade, "market": taker.market, "delivery_start": taker.delivery_start,
+        "delivery_end": taker.delivery_end, "quantity_mwh": taker.spec.quantity(lots),
+        "price_eur_mwh": price, "buy_order_id": buy.order_id, "sell_order_id": sell.order_id,
+        "buy_account": buy.account, "sell_account": sell.account, "buy_site": buy.site,
+        "sell_site": sell.site, "aggressor_side": taker.side, "price_rule": taker.spec.price_rule,
+        "executed_at": at,
+    })
 
 
 def cancelled(o: OrderState, reason: CancelReason, at: datetime) -> OrderCancelled:
-    return _cancelled(
-        order_id=o.order_id, account=o.account, site=o.site, market=o.market,
-        remaining_quantity_mwh=o.spec.quantity(o.remaining), reason=reason, cancelled_at=at,
-    )
+    return _cancelled.make({
+        "order_id": o.order_id, "account": o.account, "site": o.site, "market": o.market,
+        "remaining_quantity_mwh": o.spec.quantity(o.remaining), "reason": reason,
+        "cancelled_at": at,
+    })
 
 
 def expired(o: OrderState, at: datetime) -> OrderExpired:
-    return _expired(
-        order_id=o.order_id, account=o.account, site=o.site, market=o.market,
-        remaining_quantity_mwh=o.spec.quantity(o.remaining), expired_at=at,
-    )
+    return _expired.make({
+        "order_id": o.order_id, "account": o.account, "site": o.site, "market": o.market,
+        "remaining_quantity_mwh": o.spec.quantity(o.remaining), "expired_at": at,
+    })

@@ -12,7 +12,7 @@ inside ``[sell, buy]`` because a half tick only occurs when the limits differ by
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
@@ -37,8 +37,10 @@ class MarketSpec:
     price_rule: PriceRule = "maker"
     gate_closure_s: int = 300
     self_trade_prevention: bool = True
+    _gate: timedelta = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_gate", timedelta(seconds=self.gate_closure_s))
         if not self.price_tick.is_finite() or self.price_tick <= 0:
             raise ValueError(f"price_tick must be positive, got {self.price_tick}")
         if not self.quantity_step.is_finite() or self.quantity_step <= 0:
@@ -71,7 +73,7 @@ class MarketSpec:
 
     def gate_closure(self, delivery_start: datetime) -> datetime:
         """When trading for the delivery period starting at `delivery_start` closes."""
-        return delivery_start - timedelta(seconds=self.gate_closure_s)
+        return delivery_start - self._gate
 
 
 def midpoint_ticks(a: int, b: int) -> int:

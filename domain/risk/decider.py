@@ -18,14 +18,13 @@ it): the rate window and staleness are deterministic in event time.
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 
 from domain.risk import exposure, rules
 from domain.risk.config import Policy
 from domain.risk.rules import Block, Rejection
-from domain.risk.state import OpenOrder, RiskState, note_order, prune
+from domain.risk.state import OpenOrder, RiskState, note_order, prune, replace
 from schemas.trading import CancelOrder, ModifyOrder, OrderRejected, SetKillSwitch, SubmitOrder
 
 RiskCommand = SubmitOrder | ModifyOrder | CancelOrder | SetKillSwitch
@@ -45,38 +44,56 @@ def decide(state: RiskState, command: RiskCommand, now: datetime,
 def check(state: RiskState, market: str, candidate: Block, now: datetime,
           policy: Policy) -> Rejection | None:
     """Every rule for adding `candidate` (the energy an approval adds) on `market`."""
-    limits = policy.site(state.site)
+    limits = policy.sites.get(state.site)
     if limits is None:
         return rules.check_site_known(limits, state.site)
-    soc = state.soc_pct
+    if state.global_kill is not None:
+        return rules.check_kill_switch_global(state.global_kill)
+    if state.site_kill is not None:
+        return rules.check_kill_switch_site(state.site_kill, state.site)
     side, qty = candidate.side, candidate.quantity_mwh
+    rate = policy.per_market_rps.get(market, policy.default_orders_per_minute)
     if limits.liquidity_provider:
-        return (rules.check_kill_switch_global(state.global_kill)
-                or rules.check_kill_switch_site(state.site_kill, state.site)
-                or rules.check_rate(state.recent_orders.get(market, ()), now,
-                                    policy.orders_per_minute(market), market)
+        return (rules.check_rate(state.recent_orders.get(market, ()), now, rate, market)
                 or rules.check_position_market(
-                    side, qty, state.positions_mwh.get(market, Decimal(0)),
+                    side, qty, state.positions_mwh.get(market, _ZERO),
                     exposure.open_mwh(state, side, market), limits.position_limit_mwh(market),
                     market))
-    first = (rules.check_kill_switch_global(state.global_kill)
-             or rules.check_kill_switch_site(state.site_kill, state.site)
-             or rules.check_telemetry(state.soc_time, now, limits))
+    soc = state.soc_pct
+    first = rules.check_telemetry(state.soc_time, now, limits)
     if first is not None or soc is None:
         return first
-    allowed = rules.allowed_orders_per_minute(policy.orders_per_minute(market),
-                                              state.temperature_c, limits)
-    return (rules.check_temperature_halt(state.temperature_c, limits)
-            or rules.check_rate(state.recent_orders.get(market, ()), now, allowed, market)
-            or rules.check_power(candidate, exposure.blocks(state), limits)
-            or rules.check_position_market(
-                side, qty, state.positions_mwh.get(market, Decimal(0)),
-                exposure.open_mwh(state, side, market), limits.position_limit_mwh(market),
-                market)
+    temperature = state.temperature_c
+    allowed = rules.allowed_orders_per_minute(rate, temperature, limits)
+    first = (rules.check_temperature_halt(temperature, limits)
+             or rules.check_rate(state.recent_orders.get(market, ()), now, allowed, market)
+             or rules.check_power(candidate, exposure.blocks(state), limits))
+    if first is not None:
+        return first
+    # the open same-side orders, in this market and in all, in one pass
+    open_market = open_site = _ZERO
+    for o in state.open_orders.values():
+        if o.side is side:
+            open_site += o.remaining_mwh
+            if o.market == market:
+                open_market += o.remaining_mwh
+    positions = state.positions_mwh
+    if state.deliveries:
+        committed = open_site + sum(
+            (exposure.undelivered_mwh(d, state.soc_time) for d in state.deliveries
+             if d.side is side), _ZERO)
+    else:
+        committed = open_site
+    return (rules.check_position_market(
+                side, qty, positions.get(market, _ZERO), open_market,
+                limits.position_limit_mwh(market), market)
             or rules.check_position_site(
-                side, qty, sum(state.positions_mwh.values(), Decimal(0)),
-                exposure.open_mwh(state, side), limits.site_position_limit_mwh)
-            or rules.check_energy(side, qty, exposure.committed_mwh(state, side), soc, limits))
+                side, qty, sum(positions.values(), _ZERO) if positions else _ZERO, open_site,
+                limits.site_position_limit_mwh)
+            or rules.check_energy(side, qty, committed, soc, limits))
+
+
+_ZERO = Decimal(0)
 
 
 def _submit(state: RiskState, cmd: SubmitOrder, now: datetime,

@@ -76,8 +76,9 @@ def check_telemetry(soc_time: datetime | None, now: datetime,
     """The SoC reading must exist and be at most `max_telemetry_age_s` old at `now`."""
     if soc_time is None:
         return Rejection("telemetry_missing", "no state-of-charge reading for the site yet")
-    age_s = Decimal((now - soc_time) // timedelta(microseconds=1)) / 1_000_000
-    if age_s > limits.max_telemetry_age_s:
+    age_us = (now - soc_time) // _US
+    if age_us > limits.max_telemetry_age_s * 1_000_000:  # exact: int vs Decimal
+        age_s = Decimal(age_us) / 1_000_000
         return Rejection("telemetry_stale", f"state of charge is {age_s} s old "
                          f"(max {limits.max_telemetry_age_s} s)")
     return None
@@ -139,6 +140,14 @@ def check_power(candidate: Block, others: Sequence[Block],
                 limits: SiteLimits) -> Rejection | None:
     """Energy per delivery hour, with the site's other commitments on the same side in the
     same period, must not exceed `max_power_mw`."""
+    start, end, side = candidate.delivery_start, candidate.delivery_end, candidate.side
+    if not any(b.side is side and b.delivery_start < end and b.delivery_end > start
+               for b in others):
+        # the common case, alone in its period: compare q * h / us <= max in integers (exact)
+        q_num, q_den = candidate.quantity_mwh.as_integer_ratio()
+        max_num, max_den = limits.max_power_mw.as_integer_ratio()
+        if q_num * _US_PER_HOUR * max_den <= max_num * q_den * ((end - start) // _US):
+            return None
     peak = peak_power_mw(candidate, others)
     if peak > limits.max_power_mw:
         return Rejection("power_above_max", f"{candidate.side} needs {float(peak):.6g} MW in "

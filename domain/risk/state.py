@@ -15,9 +15,10 @@ from __future__ import annotations
 import uuid
 from bisect import bisect_right, insort
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any, TypeVar
 
 from domain.risk.config import RATE_WINDOW_S
 from schemas.base import Payload
@@ -92,6 +93,17 @@ class RiskState:
         from domain.risk.codec import state_from_dict
 
         return state_from_dict(data)
+
+
+S = TypeVar("S", RiskState, OpenOrder)
+
+
+def replace(obj: S, **changes: Any) -> S:
+    """`dataclasses.replace` for these frozen dataclasses without ``__post_init__`` and
+    ``init=False`` fields: a copy of the instance dict with `changes` (~5x faster)."""
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__, **changes)
+    return new
 
 
 def evolve(state: RiskState, payload: Payload, now: datetime) -> RiskState:

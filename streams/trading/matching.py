@@ -25,14 +25,14 @@ from infra.settings import Settings
 from schemas.catalog import CLOCK, MATCHING_INBOX, ORDER_EVENTS_TOPIC
 from schemas.catalog import TRADES as TRADES_TOPIC
 from schemas.clock import ClockTicked
-from schemas.envelope import caused_by
 from schemas.trading import ORDER_COMMANDS, OrderRejected, TradeExecuted
 from streams.runtime import Emit, Output, Processor, Runtime
+from streams.trading.codec import Parent, follow_up
 from streams.trading.risk import command_time
 
 NAME = "matching"
 SOURCE = "streams.matching"
-ACCEPTED = (*ORDER_COMMANDS, ClockTicked)
+ACCEPTED: tuple[type, ...] = (*ORDER_COMMANDS, ClockTicked)
 
 
 class MatchingProcessor(Processor):
@@ -56,28 +56,30 @@ class MatchingProcessor(Processor):
     def handle(self, partition: int, records: Sequence[Any], out: Output) -> None:
         engine = self.engines.setdefault(partition, MatchingEngine())
         touched: set[Any] = set()
+        emits = out.emits
         for record in records:
             envelope = self.decode(record, out, ACCEPTED)
             if envelope is None:
                 continue
             command = envelope.payload
+            parent = Parent(envelope)
             if isinstance(command, ClockTicked):
                 for expired in engine.expire(command.at):
-                    out.emits.append(Emit.envelope(ORDER_EVENTS_TOPIC.name, caused_by(
-                        envelope, expired, source=SOURCE, occurred_at=command.at)))
+                    emits.append(Emit(ORDER_EVENTS_TOPIC.name,
+                                      *follow_up(parent, expired, SOURCE, command.at)))
                     touched.add(expired.order_id)
                 continue
             for payload in engine.handle(command, command_time(command)):
-                result = caused_by(envelope, payload, source=SOURCE)
-                if isinstance(payload, TradeExecuted):
-                    out.emits.append(Emit.envelope(TRADES_TOPIC.name, result))
+                key, value, headers = follow_up(parent, payload, SOURCE)
+                if type(payload) is TradeExecuted:
+                    emits.append(Emit(TRADES_TOPIC.name, key, value, headers))
                     counter = self._trades.get(payload.market)
                     if counter is None:
                         counter = self._trades[payload.market] = TRADES.labels(payload.market)
                     counter.inc()
                     continue
-                out.emits.append(Emit.envelope(ORDER_EVENTS_TOPIC.name, result))
-                if isinstance(payload, OrderRejected):
+                emits.append(Emit(ORDER_EVENTS_TOPIC.name, key, value, headers))
+                if type(payload) is OrderRejected:
                     counter = self._rejected.get(payload.reason)
                     if counter is None:
                         counter = self._rejected[payload.reason] = ORDERS.labels(

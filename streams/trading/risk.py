@@ -26,7 +26,7 @@ from domain.risk import Policy, RiskState, decide, evolve
 from infra.metrics import ORDERS
 from infra.settings import Settings
 from schemas.catalog import MATCHING_INBOX, ORDER_COMMANDS_TOPIC, ORDER_EVENTS_TOPIC
-from schemas.envelope import caused_by, new_envelope
+from schemas.envelope import caused_by
 from schemas.telemetry import TelemetryReceived
 from schemas.trading import (
     ORDER_COMMANDS,
@@ -37,12 +37,13 @@ from schemas.trading import (
     SubmitOrder,
 )
 from streams.runtime import Emit, Output, Processor, Runtime
+from streams.trading.codec import Parent, follow_up
 
 NAME = "risk"
 SOURCE = "streams.risk"
 TELEMETRY_TOPIC = "telemetry.readings.v1"
 GLOBAL = "*"
-ACCEPTED = (*ORDER_COMMANDS, *ORDER_EVENTS, TelemetryReceived)
+ACCEPTED: tuple[type, ...] = (*ORDER_COMMANDS, *ORDER_EVENTS, TelemetryReceived)
 
 
 def load_policy(path: Path) -> Policy:
@@ -102,14 +103,12 @@ class RiskProcessor(Processor):
                 now = command_time(payload)
                 state, rejection = decide(state, payload, now, self.policy)
                 if rejection is not None:
-                    out.emits.append(Emit.envelope(ORDER_EVENTS_TOPIC.name, caused_by(
-                        envelope, rejection, source=SOURCE, occurred_at=now)))
+                    out.emits.append(Emit(ORDER_EVENTS_TOPIC.name, *follow_up(
+                        Parent(envelope), rejection, SOURCE, now)))
                     ORDERS.labels("risk", rejection.reason).inc()
-                else:
-                    fwd = new_envelope(payload, occurred_at=now, source=SOURCE,
-                                       correlation_id=envelope.correlation_id or envelope.event_id,
-                                       causation_id=envelope.event_id, key=payload.market)
-                    out.emits.append(Emit.envelope(MATCHING_INBOX.name, fwd))
+                else:  # forwarded keyed by market, otherwise as `caused_by`
+                    out.emits.append(Emit(MATCHING_INBOX.name, *follow_up(
+                        Parent(envelope), payload, SOURCE, now, key=payload.market)))
             elif isinstance(payload, SetKillSwitch):
                 state = evolve(state, payload, payload.requested_at)
                 fwd = caused_by(envelope, payload, source=SOURCE)

@@ -9,6 +9,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner
 
 from schemas.catalog import Topic, all_topics, internal_topics
 from schemas.dead_letter import MessageDeadLettered
@@ -45,9 +46,33 @@ def make_producer(bootstrap: str, **kwargs: Any) -> AIOKafkaProducer:
                             max_batch_size=kwargs.pop("max_batch_size", 512 * 1024), **kwargs)
 
 
+_PARTITIONER = DefaultPartitioner()
+"""What an AIOKafkaProducer without a `partitioner` argument (ours) uses."""
+
+_PARTITION_MEMO: dict[tuple[str, int], dict[bytes, int]] = {}
+
+
+def key_partition(topic: str, key: bytes | None, partitions: list[int]) -> int:
+    """The partition aiokafka's default partitioner picks for `key` among the sorted
+    `partitions` of `topic` (murmur2, in pure Python there: memoised per key)."""
+    if key is None:
+        return int(_PARTITIONER(None, partitions, partitions))
+    memo = _PARTITION_MEMO.get((topic, len(partitions)))
+    if memo is None or len(memo) > 100_000:
+        memo = _PARTITION_MEMO[(topic, len(partitions))] = {}
+    partition = memo.get(key)
+    if partition is None:
+        partition = memo[key] = int(_PARTITIONER(key, partitions, partitions))
+    return partition
+
+
 async def publish(producer: AIOKafkaProducer, topic: str, envelope: Envelope[Any]) -> Any:
-    """Send one envelope (key = envelope.key); returns the delivery future."""
-    return await producer.send(topic, encode(envelope), key=envelope.key.encode(),
+    """Send one envelope (key = envelope.key); returns the delivery future. The partition is
+    the one the producer's default partitioner would choose (memoised per key)."""
+    key = envelope.key.encode()
+    known = producer.client.cluster.partitions_for_topic(topic)  # None before the metadata
+    partition = key_partition(topic, key, sorted(known)) if known else None
+    return await producer.send(topic, encode(envelope), key=key, partition=partition,
                                headers=headers(envelope))
 
 

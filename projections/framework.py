@@ -355,6 +355,10 @@ class ProjectionRunner:
     async def run(self) -> None:
         """Run until `stop()`; reconnects are the supervisor's job (the process exits)."""
         await self.open()
+        # modules, schemas and clients live as long as the process: out of the cyclic GC,
+        # whose full collections would otherwise walk them every few batches
+        gc.collect()
+        gc.freeze()
         log.info("projection started", projection=self.projection.name, schema=self.schema)
         try:
             await self._pump(None)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Generic, TypeVar, cast
 
@@ -101,6 +101,23 @@ def _envelope_model(cls: type[Payload]) -> type[Envelope[Any]]:
     return Envelope[cls]  # type: ignore[valid-type]
 
 
+_ENVELOPE_FIELDS_SET = frozenset(Envelope.model_fields)
+
+_new_object = object.__new__
+_set_attribute = object.__setattr__
+
+
+def _construct(model: type[Any], values: dict[str, Any], fields_set: frozenset[str]) -> Any:
+    """An instance of the pydantic `model` with `values` (all fields, in field order, already
+    of the validated types), built as pydantic-core builds a validated one (no ``__init__``)."""
+    instance = _new_object(model)
+    _set_attribute(instance, "__dict__", values)
+    _set_attribute(instance, "__pydantic_fields_set__", set(fields_set))
+    _set_attribute(instance, "__pydantic_extra__", None)
+    _set_attribute(instance, "__pydantic_private__", None)
+    return instance
+
+
 def new_envelope(
     payload: P,
     *,
@@ -114,15 +131,33 @@ def new_envelope(
     """Wrap `payload`; the key defaults to `payload.partition_key()`, the id to a random UUID4."""
     # Parametrise with the payload's runtime class so pydantic validates/serialises it exactly.
     model = cast("type[Envelope[P]]", _envelope_model(type(payload)))
+    if key is None:
+        key = payload.partition_key()
+    if event_id is None:
+        event_id = uuid.uuid4()
+    # Fast path: arguments of exactly the types validation would produce (a UTC datetime is
+    # returned as is by `_to_utc`, a payload instance is not revalidated): build the instance
+    # directly, as pydantic would. Anything else is validated (and rejected) by pydantic.
+    if (type(event_id) is uuid.UUID and type(occurred_at) is datetime
+            and occurred_at.tzinfo is UTC and type(source) is str and type(key) is str
+            and (correlation_id is None or type(correlation_id) is uuid.UUID)
+            and (causation_id is None or type(causation_id) is uuid.UUID)
+            and type(payload.event_type) is str and type(payload.schema_version) is int
+            and payload.schema_version >= 1 and isinstance(payload, Payload)):
+        return cast("Envelope[P]", _construct(model, {
+            "event_id": event_id, "event_type": payload.event_type,
+            "schema_version": payload.schema_version, "occurred_at": occurred_at,
+            "source": source, "correlation_id": correlation_id, "causation_id": causation_id,
+            "key": key, "payload": payload}, _ENVELOPE_FIELDS_SET))
     return model(
-        event_id=event_id or uuid.uuid4(),
+        event_id=event_id,
         event_type=payload.event_type,
         schema_version=payload.schema_version,
         occurred_at=occurred_at,
         source=source,
         correlation_id=correlation_id,
         causation_id=causation_id,
-        key=key if key is not None else payload.partition_key(),
+        key=key,
         payload=payload,
     )
 

@@ -1,4 +1,4 @@
-"""Exactly-once stateful stream processing on aiokafka transactions (KIP-98 consume-process-produce).
+"""Exactly-once stateful stream processing on aiokafka transactions (KIP-98 read-process-write).
 
 Why not faust's exactly-once: faust-streaming routes every output through the transactional
 producer of the *destination* partition, so an output to a re-keyed topic (order events keyed
@@ -17,6 +17,7 @@ restored from its changelog; on revocation it is dropped.
 from __future__ import annotations
 
 import asyncio
+import gc
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Sequence
@@ -28,17 +29,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import TopicAlreadyExistsError
-from aiokafka.partitioner import DefaultPartitioner
 
-from infra.kafka_io import dead_letter, partitions_of
+from infra.kafka_io import dead_letter, key_partition, partitions_of
 from infra.logging import get_logger
 from infra.metrics import DEAD_LETTERS, EVENTS
 from schemas.envelope import Envelope, MessageDecodeError, decode, encode, headers
 
 log = get_logger("streams.runtime")
-
-_PARTITIONER = DefaultPartitioner()
-"""What an AIOKafkaProducer without a `partitioner` argument (ours) uses."""
 
 MAX_BATCH_BYTES = 512 * 1024
 """Record batch size of the transactional producers. With aiokafka's 16 KiB default a full
@@ -139,7 +136,6 @@ class Runtime:
         self.linger_ms = linger_ms
         self.max_batch_bytes = max_batch_bytes
         self.max_partition_fetch_bytes = max_partition_fetch_bytes
-        self._partition_memo: dict[tuple[str, int], dict[bytes, int]] = {}
         self.producers: dict[int, AIOKafkaProducer] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self._stop = asyncio.Event()
@@ -233,6 +229,11 @@ class Runtime:
             await self.consumer.stop()
             raise RuntimeError(f"input topics missing: {sorted(missing)}; run `bess topics create`")
         self.consumer.subscribe(list(self.p.inputs), listener=_Listener(self))
+        # what exists now (modules, schemas, clients) lives as long as the process: keep it
+        # out of the cyclic GC, whose full collections would otherwise walk it every few
+        # thousand events
+        gc.collect()
+        gc.freeze()
         log.info("processor started", processor=self.p.name, inputs=self.p.inputs)
         try:
             while not self._stop.is_set():
@@ -291,7 +292,7 @@ class Runtime:
         batches: dict[tuple[str, int], Any] = {}
         for topic, partition, key, value, headers_ in records:
             if partition is None:
-                partition = self._key_partition(topic, key, partitions[topic])
+                partition = key_partition(topic, key, partitions[topic])
             batch = batches.get((topic, partition))
             if batch is None:
                 batch = batches[(topic, partition)] = producer.create_batch()
@@ -302,14 +303,3 @@ class Runtime:
         for (topic, partition), batch in batches.items():
             batch.close()  # nothing but this transaction goes into it
             await producer.send_batch(batch, topic, partition=partition)
-
-    def _key_partition(self, topic: str, key: bytes | None, partitions: list[int]) -> int:
-        if key is None:
-            return int(_PARTITIONER(None, partitions, partitions))
-        memo = self._partition_memo.get((topic, len(partitions)))
-        if memo is None or len(memo) > 100_000:
-            memo = self._partition_memo[(topic, len(partitions))] = {}
-        partition = memo.get(key)
-        if partition is None:
-            partition = memo[key] = int(_PARTITIONER(key, partitions, partitions))
-        return partition

@@ -21,7 +21,7 @@ delivery period already seen, a trade older than the last) change nothing and pr
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -84,20 +84,27 @@ class IndicatorState:
 
 
 def _window(samples: tuple[Sample, ...], now_s: float, window_s: int) -> tuple[Sample, ...]:
-    return tuple(s for s in samples if s[0] > now_s - window_s)
+    """The samples newer than ``now_s - window_s``. Samples are in time order (apply_tick and
+    apply_trade only ever append newer ones), so the window is a suffix: drop the head."""
+    cutoff = now_s - window_s
+    drop = 0
+    for sample in samples:
+        if sample[0] > cutoff:
+            break
+        drop += 1
+    return samples[drop:] if drop else samples
 
 
 def vwap(samples: tuple[Sample, ...]) -> float:
     """Weighted mean price of `samples`. Raises ValueError when the weights sum to zero."""
-    total = math.fsum(s[2] for s in samples)
+    total = math.fsum([s[2] for s in samples])
     if total <= 0:
         raise ValueError("VWAP of zero total weight")
-    return math.fsum(s[1] * s[2] for s in samples) / total
+    return math.fsum([s[1] * s[2] for s in samples]) / total
 
 
-def _update_mark(state: IndicatorState, price: float, config: IndicatorConfig) -> IndicatorState:
-    ema = price if state.ema is None else config.alpha * price + (1 - config.alpha) * state.ema
-    return replace(state, mark=price, ema=ema)
+def _ema(state: IndicatorState, price: float, config: IndicatorConfig) -> float:
+    return price if state.ema is None else config.alpha * price + (1 - config.alpha) * state.ema
 
 
 def _snapshot(
@@ -122,23 +129,26 @@ def apply_tick(
     """
     if tick.market != state.market:
         raise ValueError(f"tick for {tick.market} applied to {state.market}")
-    at_s = tick.delivery_start.timestamp()
+    start = tick.delivery_start
+    at_s = start.timestamp()
     if state.last_tick_s is not None and at_s <= state.last_tick_s:
         return state, None
-    hours = (tick.delivery_end - tick.delivery_start).total_seconds() / 3600.0
+    hours = (tick.delivery_end - start).total_seconds() / 3600.0
     weight = tick.volume_mwh if tick.volume_mwh else hours
     now_s = max(at_s, state.last_trade_s or at_s)
-    state = replace(
-        state,
+    price = tick.price_eur_mwh
+    state = IndicatorState(
+        market=state.market,
+        mark=price,
+        ema=_ema(state, price, config),
         last_tick_s=at_s,
+        last_trade_s=state.last_trade_s,
+        ticks=_window((*state.ticks, (at_s, price, weight)), now_s, config.vwap_window_s),
+        trades=_window(state.trades, now_s, config.vwap_window_s) if state.trades else (),
         tick_count=state.tick_count + 1,
-        ticks=_window(
-            (*state.ticks, (at_s, tick.price_eur_mwh, weight)), now_s, config.vwap_window_s
-        ),
-        trades=_window(state.trades, now_s, config.vwap_window_s),
+        trade_count=state.trade_count,
     )
-    state = _update_mark(state, tick.price_eur_mwh, config)
-    return state, _snapshot(state, tick.delivery_start, config)
+    return state, _snapshot(state, start, config)
 
 
 def apply_trade(
@@ -156,14 +166,17 @@ def apply_trade(
     at_s = executed_at.timestamp()
     if state.last_trade_s is not None and at_s < state.last_trade_s:
         return state, None
-    state = replace(
-        state,
+    state = IndicatorState(
+        market=state.market,
+        mark=price_eur_mwh,
+        ema=_ema(state, price_eur_mwh, config),
+        last_tick_s=state.last_tick_s,
         last_trade_s=at_s,
-        trade_count=state.trade_count + 1,
+        ticks=_window(state.ticks, at_s, config.vwap_window_s),
         trades=_window(
             (*state.trades, (at_s, price_eur_mwh, quantity_mwh)), at_s, config.vwap_window_s
         ),
-        ticks=_window(state.ticks, at_s, config.vwap_window_s),
+        tick_count=state.tick_count,
+        trade_count=state.trade_count + 1,
     )
-    state = _update_mark(state, price_eur_mwh, config)
     return state, _snapshot(state, executed_at.astimezone(UTC), config)

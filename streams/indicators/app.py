@@ -17,9 +17,9 @@ from domain.market.indicators import IndicatorConfig, IndicatorState, apply_tick
 from infra.metrics import EMA, MARK, PRICE_EVENTS, VWAP
 from infra.settings import Settings
 from schemas.catalog import INDICATORS, PRICE_TICKS
-from schemas.envelope import caused_by
 from schemas.market import PriceTickReceived
 from streams.runtime import Emit, Output, Processor, Runtime
+from streams.trading.codec import Parent, follow_up
 
 NAME = "indicators"
 SOURCE = "streams.indicators"
@@ -59,8 +59,10 @@ class IndicatorsProcessor(Processor):
                 continue
             states[tick.market] = changed[tick.market] = state
             latest[tick.market] = update
-            result = caused_by(envelope, update, source=SOURCE, occurred_at=update.as_of)
-            emits.append(Emit.envelope(INDICATORS.name, result))
+            # the bytes of encode(caused_by(envelope, update, ...)), without building the model
+            key, value, headers = follow_up(Parent(envelope), update, SOURCE,
+                                            occurred_at=update.as_of)
+            emits.append(Emit(INDICATORS.name, key, value, headers))
         for market, state in changed.items():
             out.state[market.encode()] = orjson.dumps(state.to_dict())
         # metrics once per market and batch (a labelled child costs more than the increment)

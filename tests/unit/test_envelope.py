@@ -98,7 +98,8 @@ def field_strategy(annotation: Any, metadata: Sequence[Any] = ()) -> st.SearchSt
     if annotation is bool:
         return st.booleans()
     if annotation is str:
-        min_len = max([m.min_length for m in metadata if isinstance(m, annotated_types.MinLen)] or [0])
+        min_len = max([m.min_length for m in metadata if isinstance(m, annotated_types.MinLen)]
+                      or [0])
         max_len = min([m.max_length for m in metadata if isinstance(m, annotated_types.MaxLen)]
                       or [40])
         return st.text(min_size=min_len, max_size=max_len)
@@ -524,3 +525,30 @@ def test_what_only_pydantic_accepts_is_still_rejected(extra: bytes, reason: str)
     reads the string "1" as an int; a repeated key counts with its last value."""
     text = orjson.dumps(_raw_tick())[:-1] + b", " + extra + b"}"
     assert _reason(text).startswith(reason)
+
+
+@by_event_type
+@settings(deadline=None, max_examples=30)
+@given(data=st.data())
+def test_new_envelope_builds_what_validation_builds(cls: type[Payload],
+                                                    data: st.DataObject) -> None:
+    """new_envelope's direct construction (UTC datetimes, UUIDs, str) equals pydantic's."""
+    payload = data.draw(payloads(cls))
+    at = data.draw(instants)
+    ids = [data.draw(st.uuids()), data.draw(st.none() | st.uuids()),
+           data.draw(st.none() | st.uuids())]
+    built = new_envelope(payload, occurred_at=at, source="s", event_id=ids[0],
+                         correlation_id=ids[1], causation_id=ids[2])
+    validated = envelope_module._envelope_model(cls)(
+        event_id=ids[0], event_type=cls.event_type, schema_version=cls.schema_version,
+        occurred_at=at, source="s", correlation_id=ids[1], causation_id=ids[2],
+        key=payload.partition_key(), payload=payload)
+    assert built == validated and built.model_fields_set == validated.model_fields_set
+    assert built.occurred_at.tzinfo is UTC and encode(built) == encode(validated)
+
+
+def test_new_envelope_still_rejects_naive_times() -> None:
+    tick = _raw_tick()
+    payload = decode(orjson.dumps(tick)).payload
+    with pytest.raises(ValidationError):
+        new_envelope(payload, occurred_at=datetime(2023, 1, 1), source="s")

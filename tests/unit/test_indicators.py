@@ -110,3 +110,76 @@ def test_indicators_stay_within_price_range_and_state_round_trips(prices, span, 
     last = updates[-1]
     recent = prices[-window_h:]
     assert last.vwap_eur_mwh == pytest.approx(math.fsum(recent) / len(recent), rel=1e-12, abs=1e-9)
+
+
+# --- the fold against a literal transcription of the definitions (module docstring) ----------
+
+
+def _reference(events: list[tuple[str, int, float, float | None]], config: IndicatorConfig):
+    """Mark/EMA/VWAP/counters after each event, recomputed from scratch over all inputs seen."""
+    ticks: list[tuple[float, float, float]] = []
+    trades: list[tuple[float, float, float]] = []
+    mark = ema = None
+    last_tick = last_trade = None
+    accepted = {"tick": 0, "trade": 0}
+    out = []
+    now = 0.0
+    for kind, minute, price, size in events:
+        at = (T0 + timedelta(minutes=minute)).timestamp()
+        if kind == "tick":
+            if last_tick is not None and at <= last_tick:
+                out.append(None)
+                continue
+            last_tick = at
+            ticks.append((at, price, size if size else 1.0))
+            now = max(at, last_trade or at)
+        else:
+            if last_trade is not None and at < last_trade:
+                out.append(None)
+                continue
+            last_trade = now = at
+            trades.append((at, price, size))
+        mark = price
+        ema = price if ema is None else config.alpha * price + (1 - config.alpha) * ema
+        window_trades = [s for s in trades if s[0] > now - config.vwap_window_s]
+        window_ticks = [s for s in ticks if s[0] > now - config.vwap_window_s]
+        samples = window_trades or window_ticks
+        vwap = (math.fsum(p * w for _, p, w in samples) / math.fsum(w for _, _, w in samples))
+        accepted[kind] += 1
+        out.append((mark, ema, vwap, "trades" if window_trades else "ticks", accepted["tick"],
+                    accepted["trade"]))
+        # later inputs only see the windowed state
+        trades[:] = window_trades
+        ticks[:] = window_ticks
+    return out
+
+
+events_strategy = st.lists(
+    st.tuples(st.sampled_from(["tick", "tick", "trade"]), st.integers(0, 600),
+              st.floats(-500, 3000, allow_nan=False),
+              st.none() | st.floats(0.1, 50, allow_nan=False)),
+    max_size=40,
+)
+
+
+@given(events=events_strategy, span=st.integers(1, 50), window_m=st.integers(1, 600))
+def test_fold_matches_the_definitions(events, span, window_m) -> None:
+    config = IndicatorConfig(ema_span=span, vwap_window_s=window_m * 60)
+    events = [(k, m, p, s if k == "tick" else (s or 1.0)) for k, m, p, s in events]
+    state = IndicatorState(market="M")
+    got = []
+    for kind, minute, price, size in events:
+        if kind == "tick":
+            start = T0 + timedelta(minutes=minute)
+            t = PriceTickReceived(market="M", bidding_zone="AT", delivery_start=start,
+                                  delivery_end=start + timedelta(minutes=60), resolution="PT60M",
+                                  price_eur_mwh=price, volume_mwh=size, data_source="test")
+            state, update = apply_tick(state, t, config)
+        else:
+            state, update = apply_trade(state, price_eur_mwh=price, quantity_mwh=size,
+                                        executed_at=T0 + timedelta(minutes=minute), config=config)
+        got.append(None if update is None else (
+            update.mark_price_eur_mwh, update.ema_eur_mwh, update.vwap_eur_mwh,
+            update.vwap_basis, update.tick_count, update.trade_count))
+        assert IndicatorState.from_dict(state.to_dict()) == state
+    assert got == _reference(events, config)

@@ -25,7 +25,7 @@ from aiokafka.errors import KafkaError
 from gateways.market_data.awattar import AwattarClient
 from gateways.market_data.entsoe import EntsoeClient, EntsoeError
 from gateways.market_data.price_file import read_price_csv, replay
-from infra.kafka_io import make_producer, partitions_of, publish
+from infra.kafka_io import make_producer, partitions_of, publish_batch
 from infra.logging import get_logger
 from infra.metrics import PUBLISHED
 from infra.settings import Settings
@@ -70,18 +70,31 @@ async def publish_ticks(producer: AIOKafkaProducer,
     start is at or after it and later than the clock so far also advances the replay clock
     (`ClockTicked`, after the tick), so schedules downstream follow the replay."""
     count = 0
-    pending = []
+    buffer: list[Any] = []
+    in_flight: list[Any] = []  # delivery futures of the batches sent last
     clock: datetime | None = None
     published = PUBLISHED.labels(source, PRICE_TICKS.name)  # labels() costs more than inc()
+    paced = hasattr(ticks, "__aiter__")  # a paced replay: publish each tick as it comes
 
     async def _delivered(futures: list[Any]) -> None:
-        # every delivery, the first failure raised; they resolve batch by batch, so this
-        # suspends about once per batch (gather would add a callback to each future)
-        for future in futures:
+        for future in futures:  # every delivery; the first failure raised
             await future
+        futures.clear()
+
+    async def _flush() -> None:
+        # send the buffer as record batches; then wait for the batches before it, so one
+        # batch is in flight while the next is encoded
+        nonlocal in_flight
+        if not buffer:
+            return
+        sent = await publish_batch(producer, PRICE_TICKS.name, buffer)
+        published.inc(len(buffer))
+        buffer.clear()
+        await _delivered(in_flight)
+        in_flight = sent
 
     async def _each() -> AsyncIterator[PriceTickReceived]:
-        if hasattr(ticks, "__aiter__"):
+        if paced:
             async for t in ticks:  # type: ignore[union-attr]
                 yield t
         else:
@@ -89,22 +102,19 @@ async def publish_ticks(producer: AIOKafkaProducer,
                 yield t
 
     async for tick in _each():
-        envelope = new_envelope(tick, occurred_at=now or tick.delivery_start, source=source,
-                                event_id=tick_event_id(tick))
-        pending.append(await publish(producer, PRICE_TICKS.name, envelope))
+        buffer.append(new_envelope(tick, occurred_at=now or tick.delivery_start, source=source,
+                                   event_id=tick_event_id(tick)))
         count += 1
-        if len(pending) >= 1000:
-            await _delivered(pending)
-            pending.clear()
-        published.inc()
         if (clock_from is not None and tick.delivery_start >= clock_from
                 and (clock is None or tick.delivery_start > clock)):
-            await _delivered(pending)
-            pending.clear()
+            await _flush()  # the ticks so far, delivered, then the clock
+            await _delivered(in_flight)
             clock = tick.delivery_start
             await publish_clock(producer, clock, clock="replay", source=source)
-    if pending:
-        await _delivered(pending)
+        elif paced or len(buffer) >= 1000:
+            await _flush()
+    await _flush()
+    await _delivered(in_flight)
     return count
 
 

@@ -128,6 +128,13 @@ def apply_fill(net: Decimal, avg: Decimal, side: Side, qty: Decimal,
     return new_net, price, realised  # flipped: the remainder opens at the fill price
 
 
+
+def _upsert_mark(schema: str) -> str:
+    """Upsert of a market's mark price (EUR/MWh) unless a newer one is stored."""
+    return (f"INSERT INTO {schema}.marks VALUES ($1, $2, $3) ON CONFLICT (market) DO UPDATE "
+            "SET mark_price_eur_mwh = EXCLUDED.mark_price_eur_mwh, as_of = EXCLUDED.as_of "
+            f"WHERE {schema}.marks.as_of <= EXCLUDED.as_of")
+
 class TradingProjection(Projection):
     name = "trading"
     schema = "trading"
@@ -140,11 +147,7 @@ class TradingProjection(Projection):
             p = rec.envelope.payload
             at = rec.envelope.occurred_at
             if isinstance(p, MarketIndicatorsUpdated):
-                await conn.execute(
-                    f"INSERT INTO {schema}.marks VALUES ($1, $2, $3) ON CONFLICT (market) DO UPDATE "
-                    "SET mark_price_eur_mwh = EXCLUDED.mark_price_eur_mwh, as_of = EXCLUDED.as_of "
-                    f"WHERE {schema}.marks.as_of <= EXCLUDED.as_of", p.market, p.mark_price_eur_mwh,
-                    p.as_of)
+                await conn.execute(_upsert_mark(schema), p.market, p.mark_price_eur_mwh, p.as_of)
                 continue
             if isinstance(p, TradeExecuted):
                 await conn.execute(
@@ -153,11 +156,8 @@ class TradingProjection(Projection):
                     p.trade_id, p.market, p.delivery_start, p.delivery_end, p.quantity_mwh,
                     p.price_eur_mwh, p.buy_order_id, p.sell_order_id, p.buy_account, p.sell_account,
                     p.buy_site, p.sell_site, p.aggressor_side.value, p.price_rule, p.executed_at)
-                await conn.execute(
-                    f"INSERT INTO {schema}.marks VALUES ($1, $2, $3) ON CONFLICT (market) DO UPDATE "
-                    "SET mark_price_eur_mwh = EXCLUDED.mark_price_eur_mwh, as_of = EXCLUDED.as_of "
-                    f"WHERE {schema}.marks.as_of <= EXCLUDED.as_of", p.market, float(p.price_eur_mwh),
-                    p.executed_at)
+                await conn.execute(_upsert_mark(schema), p.market, float(p.price_eur_mwh),
+                                   p.executed_at)
                 continue
             order_id = getattr(p, "order_id", None)
             if order_id is None:
@@ -185,14 +185,16 @@ class TradingProjection(Projection):
         elif isinstance(p, OrderRejected):
             await conn.execute(
                 f"INSERT INTO {t} (order_id, account, site, market, status, reject_reason, "
-                "reject_detail, created_at, updated_at) VALUES ($1,$2,$3,$4,'rejected',$5,$6,$7,$7) "
+                "reject_detail, created_at, updated_at) "
+                "VALUES ($1,$2,$3,$4,'rejected',$5,$6,$7,$7) "
                 "ON CONFLICT (order_id) DO UPDATE SET status='rejected', reject_reason=$5, "
                 "reject_detail=$6, remaining_quantity_mwh=0, updated_at=$7",
                 p.order_id, p.account, p.site, p.market, p.reason, p.detail, p.rejected_at)
             touched.add((p.site, p.market))
         elif isinstance(p, OrderModified):
             await conn.execute(
-                f"UPDATE {t} SET quantity_mwh=$2, limit_price_eur_mwh=$3, remaining_quantity_mwh=$4,"
+                f"UPDATE {t} SET quantity_mwh=$2, limit_price_eur_mwh=$3, "
+                "remaining_quantity_mwh=$4,"
                 " updated_at=$5 WHERE order_id=$1", p.order_id, p.quantity_mwh,
                 p.limit_price_eur_mwh, p.remaining_quantity_mwh, p.modified_at)
             touched.add((p.site, p.market))
@@ -218,14 +220,16 @@ class TradingProjection(Projection):
         row = await conn.fetchrow(
             f"SELECT net_mwh, avg_open_price_eur_mwh FROM {schema}.positions "
             "WHERE site=$1 AND market=$2 FOR UPDATE", p.site, p.market)
-        net, avg = (row["net_mwh"], row["avg_open_price_eur_mwh"]) if row else (Decimal(0), Decimal(0))
+        net, avg = ((row["net_mwh"], row["avg_open_price_eur_mwh"]) if row
+                    else (Decimal(0), Decimal(0)))
         new_net, new_avg, realised = apply_fill(net, avg, p.side, p.fill_quantity_mwh,
                                                 p.fill_price_eur_mwh)
         bought = p.fill_quantity_mwh if p.side is Side.BUY else Decimal(0)
         sold = p.fill_quantity_mwh if p.side is Side.SELL else Decimal(0)
         await conn.execute(
             f"INSERT INTO {schema}.positions AS x (site, market, bought_mwh, sold_mwh, net_mwh, "
-            "avg_open_price_eur_mwh, realised_pnl_eur, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) "
+            "avg_open_price_eur_mwh, realised_pnl_eur, updated_at) "
+            "VALUES ($1,$2,$3,$4,$5,$6,$7,$8) "
             "ON CONFLICT (site, market) DO UPDATE SET bought_mwh = x.bought_mwh + $3, "
             "sold_mwh = x.sold_mwh + $4, net_mwh = $5, avg_open_price_eur_mwh = $6, "
             "realised_pnl_eur = x.realised_pnl_eur + $7, updated_at = $8",
@@ -236,10 +240,10 @@ class TradingProjection(Projection):
         for site, market in touched:
             row = await conn.fetchrow(
                 f"""SELECT
-                    coalesce(sum(remaining_quantity_mwh * limit_price_eur_mwh)
-                             FILTER (WHERE side='BUY' AND status IN ('open','partially_filled')), 0) b,
-                    coalesce(sum(remaining_quantity_mwh * limit_price_eur_mwh)
-                             FILTER (WHERE side='SELL' AND status IN ('open','partially_filled')), 0) s
+                    coalesce(sum(remaining_quantity_mwh * limit_price_eur_mwh) FILTER (
+                        WHERE side='BUY' AND status IN ('open','partially_filled')), 0) b,
+                    coalesce(sum(remaining_quantity_mwh * limit_price_eur_mwh) FILTER (
+                        WHERE side='SELL' AND status IN ('open','partially_filled')), 0) s
                     FROM {schema}.orders WHERE site=$1 AND market=$2""", site, market)
             pos = await conn.fetchrow(f"SELECT net_mwh, realised_pnl_eur FROM {schema}.positions "
                                       "WHERE site=$1 AND market=$2", site, market)

@@ -1,9 +1,9 @@
 """Quote ladders for the demo market maker: bids and asks around a reference price.
 
 Given a reference price P (EUR/MWh), a relative half-spread s, a level step d (EUR/MWh) and n
-levels, the ladder is bids ``round_down(P * (1 - s)) - k*d`` and asks ``round_up(P * (1 + s)) + k*d``
-for k = 0..n-1, each of `size_mwh`, prices on the market's price tick. For negative prices the
-spread is taken on |P| so that bids stay below asks.
+levels, the ladder is bids ``round_down(P * (1 - s)) - k*d`` and asks
+``round_up(P * (1 + s)) + k*d`` for k = 0..n-1, each of `size_mwh`, prices on the market's
+price tick. For negative prices the spread is taken on |P| so that bids stay below asks.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def ladder(reference_eur_mwh: float | Decimal, config: QuoteConfig) -> list[Quot
     ref = Decimal(str(reference_eur_mwh))
     half = max(abs(ref) * config.half_spread, config.min_half_spread_eur)
     best_bid = ((ref - half) / config.price_tick).to_integral_value(ROUND_FLOOR) * config.price_tick
-    best_ask = ((ref + half) / config.price_tick).to_integral_value(ROUND_CEILING) * config.price_tick
+    best_ask = (((ref + half) / config.price_tick).to_integral_value(ROUND_CEILING)
+                * config.price_tick)
     quotes = [Quote(Side.BUY, best_bid - k * config.level_step_eur, config.size_mwh)
               for k in range(config.levels)]
     quotes += [Quote(Side.SELL, best_ask + k * config.level_step_eur, config.size_mwh)

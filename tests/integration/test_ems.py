@@ -9,7 +9,6 @@ event time of this test never meets the wall-clock periods other tests trade.
 from __future__ import annotations
 
 import asyncio
-
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta

@@ -24,7 +24,7 @@ from decimal import Decimal
 from domain.risk import exposure, rules
 from domain.risk.config import Policy
 from domain.risk.rules import Block, Rejection
-from domain.risk.state import OpenOrder, RiskState, note_order, prune, replace
+from domain.risk.state import OpenOrder, RiskState, note_order, prune, put_order, replace
 from schemas.trading import CancelOrder, ModifyOrder, OrderRejected, SetKillSwitch, SubmitOrder
 
 RiskCommand = SubmitOrder | ModifyOrder | CancelOrder | SetKillSwitch
@@ -70,20 +70,12 @@ def check(state: RiskState, market: str, candidate: Block, now: datetime,
              or rules.check_power(candidate, exposure.blocks(state), limits))
     if first is not None:
         return first
-    # the open same-side orders, in this market and in all, in one pass
-    open_market = open_site = _ZERO
-    for o in state.open_orders.values():
-        if o.side is side:
-            open_site += o.remaining_mwh
-            if o.market == market:
-                open_market += o.remaining_mwh
+    # the running totals of the open same-side orders, in this market and in all
+    open_market = exposure.open_mwh(state, side, market)
+    open_site = exposure.open_mwh(state, side)
     positions = state.positions_mwh
-    if state.deliveries:
-        committed = open_site + sum(
-            (exposure.undelivered_mwh(d, state.soc_time) for d in state.deliveries
-             if d.side is side), _ZERO)
-    else:
-        committed = open_site
+    committed = (open_site + exposure.delivering_mwh(state, side)) if state.deliveries \
+        else open_site
     return (rules.check_position_market(
                 side, qty, positions.get(market, _ZERO), open_market,
                 limits.position_limit_mwh(market), market)
@@ -105,7 +97,7 @@ def _submit(state: RiskState, cmd: SubmitOrder, now: datetime,
                                 now)
     order = OpenOrder(cmd.market, cmd.side, cmd.quantity_mwh, cmd.quantity_mwh,
                       cmd.delivery_start, cmd.delivery_end)
-    return _approved(state, cmd.market, now, {**state.open_orders, cmd.order_id: order}), None
+    return _approved(state, cmd.market, now, cmd.order_id, order), None
 
 
 def _modify(state: RiskState, cmd: ModifyOrder, now: datetime,
@@ -123,12 +115,12 @@ def _modify(state: RiskState, cmd: ModifyOrder, now: datetime,
         else order.previous_quantity_mwh
     raised = replace(order, quantity_mwh=new_qty, remaining_mwh=order.remaining_mwh + raise_mwh,
                      previous_quantity_mwh=previous)
-    return _approved(state, order.market, now, {**state.open_orders, cmd.order_id: raised}), None
+    return _approved(state, order.market, now, cmd.order_id, raised), None
 
 
-def _approved(state: RiskState, market: str, now: datetime,
-              open_orders: dict[uuid.UUID, OpenOrder]) -> RiskState:
-    return note_order(replace(state, open_orders=open_orders), market, now)
+def _approved(state: RiskState, market: str, now: datetime, order_id: uuid.UUID,
+              order: OpenOrder) -> RiskState:
+    return note_order(put_order(state, order_id, order), market, now)
 
 
 def _rejected(order_id: uuid.UUID, site: str, market: str, account: str | None,

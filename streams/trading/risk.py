@@ -7,22 +7,27 @@ order commands are decided by `domain.risk.decide`: a rejection is published as 
 ``trading.matching-inbox.v1`` keyed by market. State, outputs and offsets commit together
 (`streams.runtime`), so the processor resumes exactly where it stopped.
 
+The changelog is incremental (`domain.risk.codec`): a batch writes, for each site it touched,
+only the records that changed (the site's head, an order, a delivery period, a rate window;
+tombstones for closed orders, delivered periods and emptied windows), never the whole state.
+
 A global kill switch (`SetKillSwitch` with no site) arrives on every partition; it is kept under
-the state key ``*`` and applied to every site's decisions; partition 0 forwards it to every
+the state of the site ``*`` and applied to every site's decisions; partition 0 forwards it to every
 partition of the matching inbox so that resting orders are cancelled everywhere.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 import yaml
 
-from domain.risk import Policy, RiskState, decide, evolve
+from domain.risk import Policy, RiskState, changelog, decide, evolve
+from domain.risk import restore as restore_states
+from domain.risk.state import replace
 from infra.metrics import ORDERS
 from infra.settings import Settings
 from schemas.catalog import MATCHING_INBOX, ORDER_COMMANDS_TOPIC, ORDER_EVENTS_TOPIC
@@ -65,20 +70,29 @@ class RiskProcessor(Processor):
         self.states: dict[int, dict[str, RiskState]] = {}
 
     def restore(self, partition: int, state: dict[bytes, bytes]) -> None:
-        self.states[partition] = {k.decode(): RiskState.from_dict(orjson.loads(v))
-                                  for k, v in state.items()}
+        """Rebuild the site states from the changelog records (`domain.risk.codec`). Records
+        of the old whole-state format raise `ChangelogFormatError`: the worker stops, with
+        the message saying how to rebuild the topic."""
+        self.states[partition] = restore_states(
+            (k.decode(), orjson.loads(v)) for k, v in state.items())
 
     def revoke(self, partition: int) -> None:
         self.states.pop(partition, None)
 
     def handle(self, partition: int, records: Sequence[Any], out: Output) -> None:
         states = self.states.setdefault(partition, {})
-        changed: set[str] = set()
+        # the state of every site this batch touches as the changelog holds it (None: not
+        # there): the batch writes only the difference
+        before: dict[str, RiskState | None] = {}
 
         glob = states.get(GLOBAL)
 
         def load(site: str) -> RiskState:
-            state = states.get(site) or RiskState(site=site)
+            state = states.get(site)
+            if site not in before:
+                before[site] = state
+            if state is None:
+                state = RiskState(site=site)
             kill = glob.global_kill if glob else None
             return state if state.global_kill == kill else replace(state, global_kill=kill)
 
@@ -89,7 +103,6 @@ class RiskProcessor(Processor):
             payload = envelope.payload
             if isinstance(payload, SetKillSwitch) and payload.site is None:
                 states[GLOBAL] = glob = evolve(load(GLOBAL), payload, payload.requested_at)
-                changed.add(GLOBAL)
                 if partition == 0:
                     fwd = caused_by(envelope, payload, source=SOURCE)
                     out.emits.extend(Emit.envelope(MATCHING_INBOX.name, fwd, partition=p)
@@ -117,9 +130,9 @@ class RiskProcessor(Processor):
             else:
                 state = evolve(state, payload, envelope.occurred_at)
             states[site] = state
-            changed.add(site)
-        for site in changed:
-            out.state[site.encode()] = orjson.dumps(states[site].to_dict())
+        for site, old in before.items():
+            for key, value in changelog(old, states[site]).items():
+                out.state[key.encode()] = None if value is None else orjson.dumps(value)
 
 
 def create_runtime(settings: Settings) -> Runtime:

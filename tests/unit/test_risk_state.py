@@ -104,7 +104,7 @@ def test_fills_move_the_position_and_stay_committed_until_delivered() -> None:
     assert committed_mwh(state, Side.BUY) == D("0.25")
     # a reading after the delivery reflects all of it; the delivery is forgotten
     state = evolve(state, telemetry(62.0, DELIVERY + timedelta(hours=1)), T0)
-    assert committed_mwh(state, Side.BUY) == 0 and state.deliveries == ()
+    assert committed_mwh(state, Side.BUY) == 0 and state.deliveries == {}
     assert state.positions_mwh == {MARKET: D("0.5")}
 
 

@@ -17,7 +17,7 @@ file; (b) the full per-message step decode -> risk -> match -> encode.
     beforehand; per message, timed: ``schemas.envelope.decode`` -> ``domain.risk.decide`` (the
     real decider, every rule; each site's state is a fixed state with fresh telemetry that is not
     carried forward, so the reservation bookkeeping of a long-running risk processor is not
-    included) -> ``MatchingEngine.handle`` -> ``streams.trading.codec.follow_up`` of every
+    included) -> ``MatchingEngine.handle`` -> ``streams.codec.follow_up`` of every
     output event (Kafka key, value and headers of ``caused_by(...)``, the value byte-identical
     to ``schemas.envelope.encode``; what the matching processor emits), after an untimed warm-up
     on a tenth of the messages. Reports messages/s over
@@ -47,7 +47,7 @@ from domain.matching.book import BUY, SELL, OrderBook
 from domain.risk import Policy, RiskState, decide
 from schemas.envelope import Envelope, decode, encode, new_envelope
 from schemas.trading import ORDER_EVENTS, Side, SubmitOrder, TradeExecuted
-from streams.trading.codec import Parent, follow_up
+from streams.codec import Parent, follow_up
 
 BENCH = Path(__file__).resolve().parent
 OUT = BENCH / "out"

@@ -18,8 +18,8 @@ from infra.metrics import EMA, MARK, PRICE_EVENTS, VWAP
 from infra.settings import Settings
 from schemas.catalog import INDICATORS, PRICE_TICKS
 from schemas.market import PriceTickReceived
+from streams.codec import Parent, follow_up
 from streams.runtime import Emit, Output, Processor, Runtime
-from streams.trading.codec import Parent, follow_up
 
 NAME = "indicators"
 SOURCE = "streams.indicators"

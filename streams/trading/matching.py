@@ -26,8 +26,8 @@ from schemas.catalog import CLOCK, MATCHING_INBOX, ORDER_EVENTS_TOPIC
 from schemas.catalog import TRADES as TRADES_TOPIC
 from schemas.clock import ClockTicked
 from schemas.trading import ORDER_COMMANDS, OrderRejected, TradeExecuted
+from streams.codec import Parent, follow_up
 from streams.runtime import Emit, Output, Processor, Runtime
-from streams.trading.codec import Parent, follow_up
 from streams.trading.risk import command_time
 
 NAME = "matching"

@@ -41,8 +41,8 @@ from schemas.trading import (
     SetKillSwitch,
     SubmitOrder,
 )
+from streams.codec import Parent, follow_up
 from streams.runtime import Emit, Output, Processor, Runtime
-from streams.trading.codec import Parent, follow_up
 
 NAME = "risk"
 SOURCE = "streams.risk"

@@ -1,4 +1,4 @@
-"""`streams.trading.codec` against the reference encoder `schemas.envelope`."""
+"""`streams.codec` against the reference encoder `schemas.envelope`."""
 
 from __future__ import annotations
 

@@ -1,11 +1,12 @@
-"""Output encoding of the trading processors: the wire format of `schemas.envelope`, without
-building and validating an `Envelope` model per output.
+"""Output encoding of the stream processors (trading, indicators): the wire format of
+`schemas.envelope`, without building and validating an `Envelope` model per output.
 
 `follow_up(parent, payload, source)` returns the ``(key, value, headers)`` of
 ``caused_by(parent, payload, source=source)`` (value byte-identical to ``schemas.envelope.encode``
 of that envelope, new random UUID4 event id) by one ``orjson.dumps`` of the payload's field dict:
 for payloads whose fields are str, None, bool, UUID, aware datetimes, Decimal and str enums, which
-is all of `schemas.trading`; `tests/unit/test_trading_codec.py` checks it against the reference.
+is all of `schemas.trading` and `schemas.market`; `tests/unit/test_follow_up_codec.py` checks
+it against the reference.
 
 (Decoding stays `schemas.envelope.decode`: pydantic-core validates a SubmitOrder envelope in
 ~9 us; a field-by-field Python validator of the same strictness measured ~12 us.)

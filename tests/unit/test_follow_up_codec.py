@@ -25,7 +25,7 @@ from schemas.trading import (
     TimeInForce,
     TradeExecuted,
 )
-from streams.trading import codec
+from streams import codec
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -7,15 +7,15 @@ BLAS limited to one thread (small problems; threads only contend), cmdstanpy qui
 
 1. Fit + predict time on one year of hourly prices of one market (2023, 8,760 hours, forecast
    the next 24 hours), median of R repeats, for the models as `forecast` runs them: Prophet
-   (``domain.forecasting.prophet_model``: trend, weekly, weekday and weekend daily profiles on
-   asinh-scaled prices; also Prophet with the library's defaults) and LEAR on a 364-day
-   window. References in the same run: the same
-   design as Prophet (linear trend and the same Fourier terms) solved as one ridge regression
-   (scikit-learn ``Ridge``), and the seasonal naive forecast. Plus one complete ``forecast``
-   call with the default options (every model, validation, ensemble): what the forecast
-   processor spends per market and run.
+   (``domain.forecasting.prophet_model``: weekly, weekday and weekend daily profiles and the
+   lagged regressors on asinh-scaled prices; also Prophet with the library's defaults) and
+   LEAR (`LearAverage`, the two members `forecast` runs, 1092-day window). References in the
+   same run: a design like Prophet's (linear trend and the same Fourier terms, no regressors)
+   solved as one ridge regression (scikit-learn ``Ridge``), and the seasonal naive forecast.
+   Plus one complete ``forecast`` call with the default options (every model, validation,
+   ensemble): what the forecast processor spends per market and run.
 2. Errors on 2023: the rolling-origin day-ahead backtest of ``bess forecast backtest`` (every
-   N-th day; default every day, ~6 min on 2 cores): MAE and rMAE (MAE / MAE of the seasonal
+   N-th day; default every day, ~12 min on 2 shared cores): MAE and rMAE (MAE / MAE of the seasonal
    naive on the same hours) per model.
 
 Output: a markdown table on stdout and everything measured in ``bench/out/forecasting.json``.
@@ -38,8 +38,9 @@ import pandas as pd
 
 from domain.forecasting import ForecastOptions, backtest, forecast
 from domain.forecasting.hourly import hour_of, to_hourly
-from domain.forecasting.lear import Lear
+from domain.forecasting.lear import LearAverage
 from domain.forecasting.naive import SeasonalNaive
+from domain.forecasting.pipeline import PROPHET_EXTRA, lear_members
 from domain.forecasting.prophet_model import ProphetModel
 from infra.cli_forecast import AT_CSV, quiet_libraries, read_series, single_threaded_blas
 
@@ -80,11 +81,12 @@ def fit_times(prices: pd.Series, repeats: int) -> dict[str, Any]:
 
     start = hour_of(pd.Timestamp(YEAR_END))
     year = to_hourly(prices, start).since(start - 365 * 24)
-    lear_train = to_hourly(prices, start).since(start - (364 + 8) * 24)
+    lear_days = ForecastOptions().lear_training_days
+    lear_train = to_hourly(prices, start).since(start - (lear_days + 8) * 24)
     out: dict[str, Any] = {"hours": int(year.n_valid)}
 
     def prophet() -> np.ndarray:
-        return ProphetModel(TZ).fit(year).predict(year, start, 24)
+        return ProphetModel(TZ, extra=PROPHET_EXTRA).fit(year).predict(year, start, 24)
 
     def ridge() -> np.ndarray:
         ok = np.isfinite(year.values)
@@ -104,7 +106,8 @@ def fit_times(prices: pd.Series, repeats: int) -> dict[str, Any]:
         return np.asarray(m.predict(future)["yhat"])
 
     def lear() -> np.ndarray:
-        return Lear(TZ, 364).fit(lear_train).predict(lear_train, start, 24)
+        return (LearAverage(TZ, lear_members(lear_days), holidays="AT").fit(lear_train)
+                .predict(lear_train, start, 24))
 
     def naive() -> np.ndarray:
         return SeasonalNaive("price", TZ).predict(year, start, 24)
@@ -149,7 +152,8 @@ def table(fit: dict[str, Any], err: dict[str, Any]) -> str:
         f"| the same with Prophet's defaults (linear trend, daily + weekly, UTC) | "
         f"{fit['prophet_defaults_s']:.2f} s | | | <= 2 s: "
         f"{verdict(fit['prophet_defaults_s'] <= 2.0)} |",
-        f"| LEAR fit + predict, 364-day window | {fit['lear_s']:.2f} s | | | |",
+        f"| LEAR fit + predict (two members, {ForecastOptions().lear_training_days}-day "
+        f"window) | {fit['lear_s']:.2f} s | | | |",
         f"| `forecast()` with the default options (naive, LEAR, Prophet, each fitted twice for "
         f"validation; ensemble), one market | "
         f"{fit['forecast_default_s']:.1f} s | | | |",

@@ -36,17 +36,18 @@ class Dataset:
     start: date
     end: date
     timezone: str
+    holidays: str | None  # country whose public holidays count as Sundays (lear)
 
 
 DATASETS: dict[str, Dataset] = {
     "price": Dataset("price", "EUR/MWh", "price_eur_mwh", AT_CSV, date(2023, 1, 1),
-                     date(2023, 12, 31), "Europe/Vienna"),
+                     date(2023, 12, 31), "Europe/Vienna", "AT"),
     "load": Dataset("load", "MW", "load_mw", AT_CSV, date(2019, 1, 1), date(2019, 12, 31),
-                    "Europe/Vienna"),
+                    "Europe/Vienna", "AT"),
     "household-load": Dataset("load", "kW", "load_kw", HOUSEHOLD_CSV, date(2016, 3, 1),
-                              date(2017, 2, 8), "Europe/Berlin"),
+                              date(2017, 2, 8), "Europe/Berlin", "DE"),
     "household-pv": Dataset("pv", "kW", "pv_kw", HOUSEHOLD_CSV, date(2016, 3, 1),
-                            date(2017, 2, 8), "Europe/Berlin"),
+                            date(2017, 2, 8), "Europe/Berlin", "DE"),
 }
 
 
@@ -104,7 +105,7 @@ def backtest_command(
              "default: lear,prophet for price, all for load and PV")] = None,
     every: Annotated[int, typer.Option(help="evaluate every N-th day")] = 1,
     training_days: Annotated[int, typer.Option(help="window of naive/profile/prophet")] = 56,
-    lear_training_days: Annotated[int, typer.Option(help="calibration window of lear")] = 364,
+    lear_training_days: Annotated[int, typer.Option(help="calibration window of lear")] = 1092,
     validation_days: Annotated[int, typer.Option(help="days scored before each origin")] = 28,
     output: Annotated[Path | None, typer.Option(help="write the hourly forecasts to CSV")]
     = None,
@@ -121,7 +122,7 @@ def backtest_command(
         options = ForecastOptions(training_days=training_days,
                                   lear_training_days=lear_training_days,
                                   validation_days=validation_days, models=chosen,
-                                  timezone=ds.timezone)
+                                  timezone=ds.timezone, holidays=ds.holidays)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     quiet_libraries()

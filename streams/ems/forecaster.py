@@ -1,7 +1,8 @@
 """Wiring of the price forecaster (keyed by market), scheduled in event time.
 
 Consumes ``market.price-ticks.v1`` (keyed by market) and ``system.clock.v1``. Ticks extend the
-market's price history (the last ``training_days + 8`` days, kept in the changelog by day);
+market's price history (the last ``ForecastOptions.history_days`` days, the longest window a
+model uses plus the validation days; kept in the changelog by day);
 when the clock reaches the market's next forecast time (every ``BESS_FORECAST_INTERVAL_S`` of
 event time) `domain.forecasting.forecast` runs on the history before the origin, and the best
 model's forecast is published as `ForecastPublished` for every site of ``ems.yaml`` that
@@ -102,7 +103,7 @@ class ForecastProcessor(Processor):
             self.sites_by_market[site.price_market].append(site)
         self.interval_s = interval_s
         self.options = options or ForecastOptions()
-        self.keep = timedelta(days=self.options.training_days + 8)
+        self.keep = timedelta(days=self.options.history_days)
         self.markets: dict[int, dict[str, MarketHistory]] = {}
 
     def restore(self, partition: int, state: dict[bytes, bytes]) -> None:

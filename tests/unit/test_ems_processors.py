@@ -237,3 +237,18 @@ def test_an_infeasible_site_reports_dispatch_failed(sites, price_forecast) -> No
     failed = payloads(out, DispatchFailed)
     assert len(failed) == 1
     assert failed[0].reason == "infeasible" and failed[0].trigger == "forecast"
+
+
+def test_the_forecaster_keeps_the_history_its_longest_model_needs() -> None:
+    options = ForecastOptions(training_days=21, lear_training_days=60, prophet=False)
+    assert options.history_days > 60
+    fp = ForecastProcessor([], interval_s=3600, options=options)  # no site: evicts, no forecast
+    fp.restore(0, {})
+    ticks = list(read_price_csv(ROOT / "data" / "at_hourly_2015_2023.csv",
+                                start=CLOCK - timedelta(days=200), end=CLOCK))
+    out = Output()
+    fp.handle(0, [rec("market.price-ticks.v1", t, t.delivery_start) for t in ticks]
+              + [rec("system.clock.v1", ClockTicked(at=CLOCK, clock="replay"), CLOCK)], out)
+    kept = fp.markets[0][MARKET].prices
+    oldest = CLOCK - timedelta(days=options.history_days)
+    assert oldest <= min(kept) < oldest + timedelta(days=1)  # LEAR's 60 days, not Prophet's 21

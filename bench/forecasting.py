@@ -40,8 +40,7 @@ from domain.forecasting import ForecastOptions, backtest, forecast
 from domain.forecasting.hourly import hour_of, to_hourly
 from domain.forecasting.lear import LearAverage
 from domain.forecasting.naive import SeasonalNaive
-from domain.forecasting.pipeline import PROPHET_EXTRA, lear_members
-from domain.forecasting.prophet_model import ProphetModel
+from domain.forecasting.pipeline import GBM_WINDOW_DAYS, gbm_model, lear_members, prophet_model
 from infra.cli_forecast import AT_CSV, quiet_libraries, read_series, single_threaded_blas
 
 OUT = Path(__file__).resolve().parent / "out" / "forecasting.json"
@@ -86,7 +85,7 @@ def fit_times(prices: pd.Series, repeats: int) -> dict[str, Any]:
     out: dict[str, Any] = {"hours": int(year.n_valid)}
 
     def prophet() -> np.ndarray:
-        return ProphetModel(TZ, extra=PROPHET_EXTRA).fit(year).predict(year, start, 24)
+        return prophet_model(TZ).fit(year).predict(year, start, 24)
 
     def ridge() -> np.ndarray:
         ok = np.isfinite(year.values)
@@ -109,12 +108,17 @@ def fit_times(prices: pd.Series, repeats: int) -> dict[str, Any]:
         return (LearAverage(TZ, lear_members(lear_days), holidays="AT").fit(lear_train)
                 .predict(lear_train, start, 24))
 
+    def gbm() -> np.ndarray:
+        w = GBM_WINDOW_DAYS
+        return gbm_model(TZ, "AT", w).fit(lear_train).predict(lear_train, start, 24)
+
     def naive() -> np.ndarray:
         return SeasonalNaive("price", TZ).predict(year, start, 24)
 
     prophet()  # warm-up: import, compiled model load
     for name, fn in (("prophet", prophet), ("prophet_defaults", prophet_defaults),
-                     ("ridge", ridge), ("lear", lear), ("naive", naive)):
+                     ("ridge", ridge), ("lear", lear), ("gbm", gbm),
+                     ("naive", naive)):
         out[f"{name}_s"], _ = timed(fn, repeats)
     history = prices[prices.index < pd.Timestamp(YEAR_END)]
     out["forecast_default_s"], fcs = timed(
@@ -154,8 +158,9 @@ def table(fit: dict[str, Any], err: dict[str, Any]) -> str:
         f"{verdict(fit['prophet_defaults_s'] <= 2.0)} |",
         f"| LEAR fit + predict (two members, {ForecastOptions().lear_training_days}-day "
         f"window) | {fit['lear_s']:.2f} s | | | |",
-        f"| `forecast()` with the default options (naive, LEAR, Prophet, each fitted twice for "
-        f"validation; ensemble), one market | "
+        f"| GBM fit + predict ({GBM_WINDOW_DAYS}-day window) | {fit['gbm_s']:.2f} s | | | |",
+        f"| `forecast()` with the default options (naive, LEAR, GBM, Prophet, each fitted twice "
+        f"for validation; ensemble), one market | "
         f"{fit['forecast_default_s']:.1f} s | | | |",
         f"| rMAE 2023, Prophet | {p:.3f} | seasonal naive MAE {naive_mae:.2f} EUR/MWh | | "
         f"<= 0.75: {verdict(p <= 0.75)} |",

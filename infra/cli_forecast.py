@@ -101,8 +101,11 @@ def backtest_command(
     start: Annotated[str | None, typer.Option(help="first evaluated day, YYYY-MM-DD")] = None,
     end: Annotated[str | None, typer.Option(help="last evaluated day, YYYY-MM-DD")] = None,
     models: Annotated[str | None, typer.Option(
-        help="comma-separated subset of profile,lear,prophet (seasonal_naive always runs); "
-             "default: lear,prophet for price, all for load and PV")] = None,
+        help="comma-separated subset of profile,lear,gbm,prophet (seasonal_naive always "
+             "runs); default: lear,gbm,prophet for price, profile,lear,prophet for load and "
+             "PV")] = None,
+    ensemble: Annotated[str, typer.Option(
+        help="mean (of the members, default) or inverse_mae (the earlier rule)")] = "mean",
     every: Annotated[int, typer.Option(help="evaluate every N-th day")] = 1,
     training_days: Annotated[int, typer.Option(help="window of naive/profile/prophet")] = 56,
     lear_training_days: Annotated[int, typer.Option(help="calibration window of lear")] = 1092,
@@ -122,7 +125,8 @@ def backtest_command(
         options = ForecastOptions(training_days=training_days,
                                   lear_training_days=lear_training_days,
                                   validation_days=validation_days, models=chosen,
-                                  timezone=ds.timezone, holidays=ds.holidays)
+                                  timezone=ds.timezone, holidays=ds.holidays,
+                                  ensemble=ensemble)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     quiet_libraries()

@@ -1,6 +1,6 @@
 """Forecasting: day-ahead price, site load and PV forecasts with quantiles. Pure: no I/O, no clock.
 
-`forecast` runs the history-based models (seasonal naive, profile, LEAR, Prophet) and their
+`forecast` runs the history-based models (seasonal naive, profile, LEAR, GBM, Prophet) and their
 ensemble; `clear_sky_pv` forecasts PV from the sun's position; `backtest` scores the models
 rolling-origin on real data.
 """

@@ -42,7 +42,9 @@ d-1 min/max as extra inputs 0.681 (dropped); rolling normalisation alone on 728 
 28 days 0.620/0.639/0.645 (3 days 0.612), on 1092 days (7) 0.618; averages: level 364+728
 0.615, level 364+728+1092 0.609, adding 56/84-day members 0.64-0.68 (short windows hurt, as in
 the earlier 56/84/364/728 trial), level 1092 + rolling(7) 1092 **0.586** (chosen: the two
-normalisations err differently), level 1092 + rolling(3) 728 0.584. BIC instead of AIC (0.665
+normalisations err differently), level 1092 + rolling(3) 728 0.584; (issue 5, third round)
+level and rolling on both 728 and 1092 days 0.588 (single members 728 days: level 0.618,
+rolling 0.620; dropped). BIC instead of AIC (0.665
 against 0.684 in the earlier single-window tuning: sparser models extrapolate less wildly).
 
 The model works on the local wall-clock grid (`hourly.to_local_grid`: 24 hours every local

@@ -18,7 +18,8 @@ The model as fitted on the hourly training window (56 days by default):
 - optional public holidays (`holidays`, a country code): one holiday effect (Prophet's
   `holidays` frame) and the weekend daily profile on those days;
 - prices are fitted after the asinh transform of `lear.Scaler` (spikes would otherwise
-  dominate the squared-error fit); values and forecasts are in the series' unit (EUR/MWh);
+  dominate the squared-error fit), with the median and MAD of the last `scale_days` days of
+  the window (7 in `forecast`); values and forecasts are in the series' unit (EUR/MWh);
 - `uncertainty_samples=0`: Prophet's own intervals are random draws; the quantiles come from
   residuals instead (`domain.forecasting.pipeline`), so the same input gives the same output.
 
@@ -29,6 +30,12 @@ origins; 2023 held out): that model 0.759; + naive 0.755; + d-1 min/max 0.761; +
 0.764; daily Fourier order 12 instead of 6 0.755; lag coefficients per 4 or 6 parts of the
 day 0.763/0.765; + "last" **0.684** (chosen: 56 days, naive and last), without naive 0.692,
 + holidays 0.690, + mean of the last 6 hours 0.716; windows 42/70/84 days 0.716/0.691/0.709.
+Third round (issue 5, same 122 origins): seasonality_prior_scale 1 (default 10) 0.684;
+regressor prior_scale 0.1/0.01/100 (default 10) 0.683/0.701/0.684; linear growth with
+changepoint_prior_scale 0.001 not finished (1.6 s a fit); lags 24/48/168 h 0.690,
+24/48/72/168 h 0.688; the asinh scaler's median and MAD from the last 3/5/7/10/14/28 days of
+the window instead of all 56 days 0.681/0.672/**0.665**/0.674/0.682/0.674 (chosen:
+``scale_days=7``; the transform then centres on the current level, as LEAR's rolling member).
 Prophet is imported on first use (slow; it logs a plotly notice).
 """
 
@@ -148,6 +155,9 @@ class ProphetModel:
     name: str = "prophet"
     holidays: str | None = None
     extra: tuple[str, ...] = ()
+    seasonality_prior_scale: float = 10.0  # Prophet's default
+    regressor_prior_scale: float = 10.0    # Prophet's default (its holidays_prior_scale)
+    scale_days: int | None = None  # the asinh scaler from the last days only (None: window)
 
     def fit(self, train: Hourly) -> ProphetFit:
         from prophet import Prophet  # slow import, only when used
@@ -156,7 +166,11 @@ class ProphetModel:
         ok = np.isfinite(train.values)
         if ok.sum() < 48:
             raise ValueError("prophet needs at least two days of history")
-        scaler = Scaler.of(train.values[ok]) if self.transform else None
+        scaler = None
+        if self.transform:  # median/MAD of the last `scale_days` days (of the window if None)
+            recent = train.values[-24 * self.scale_days:] if self.scale_days else train.values
+            recent = recent[np.isfinite(recent)]
+            scaler = Scaler.of(recent if len(recent) >= 24 else train.values[ok])
         grid = Hourly(train.start, train.values if scaler is None
                       else np.asarray(scaler.forward(train.values)))
         hours = train.start + np.flatnonzero(ok)
@@ -171,12 +185,13 @@ class ProphetModel:
         m = Prophet(growth=self.growth, yearly_seasonality=span_days >= 730,
                     weekly_seasonality=True, daily_seasonality=False,
                     changepoint_prior_scale=self.changepoint_prior_scale,
+                    seasonality_prior_scale=self.seasonality_prior_scale,
                     holidays=self._holidays(hours), uncertainty_samples=0)
         m.add_seasonality("daily_weekday", period=1, fourier_order=6, condition_name="weekday")
         m.add_seasonality("daily_weekend", period=1, fourier_order=6, condition_name="weekend")
         for col in frame.columns:
             if col.startswith("l"):  # lag*, level, llast, lnaive
-                m.add_regressor(col)
+                m.add_regressor(col, prior_scale=self.regressor_prior_scale)
         m.fit(frame)
         return ProphetFit(m, scaler, self.tz, self.lags_h, phase, float(frame["y"].mean()),
                           self.holidays, self.extra)

@@ -10,8 +10,10 @@ import pandas as pd
 
 QUANTITIES: tuple[str, ...] = ("price", "load", "pv")
 UNITS: dict[str, str] = {"price": "EUR/MWh", "load": "kW", "pv": "kW"}
-MODELS: tuple[str, ...] = ("seasonal_naive", "profile", "lear", "prophet")
+MODELS: tuple[str, ...] = ("seasonal_naive", "profile", "lear", "gbm", "prophet")
 """The history-based models `forecast` knows, in the order they run (the ensemble comes last)."""
+ENSEMBLE_RULES: tuple[str, ...] = ("mean", "inverse_mae")
+"""How `forecast` combines the models into "ensemble" (`ForecastOptions.ensemble`)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,8 +102,8 @@ class ForecastOptions:
       day-ahead (fitted on the history before them) for the ensemble weights and the P10/P90
       residual quantiles; 0 switches validation off (equal weights, in-sample residuals).
     - `prophet`: False skips Prophet (fast path). `models`: which of `MODELS` to run (None:
-      lear and prophet for price, profile, lear and prophet for load and pv; seasonal_naive
-      always runs).
+      lear, gbm and prophet for price, profile, lear and prophet for load and pv;
+      seasonal_naive always runs). gbm uses a window of min(728, `lear_training_days`) days.
     - `min_history_days`: below this many days with data only seasonal_naive is produced.
     - `timezone`: the local time of day and weekday used by the naive rule, the weekday
       dummies and Prophet's seasonalities (a market's or site's local time).
@@ -109,6 +111,10 @@ class ForecastOptions:
       holidays count as Sundays for lear; None: none. (Prophet's holiday option is not used:
       it scored 0.690 against 0.684 on 2022, see `domain.forecasting.prophet_model`.)
     - `nonnegative`: clip every quantile at 0 (None: True for pv only).
+    - `ensemble`: how "ensemble" combines the models (`ENSEMBLE_RULES`): "mean", the plain
+      mean of the fitted members (the naive left out; "lear" counts as its two LEARs), or
+      "inverse_mae", weights 1 / validation MAE among the models within 1.1 times the best
+      (the earlier rule; see `domain.forecasting.pipeline`).
     """
 
     horizon_s: int = 86400
@@ -122,12 +128,15 @@ class ForecastOptions:
     timezone: str = "Europe/Vienna"
     holidays: str | None = "AT"
     nonnegative: bool | None = None
+    ensemble: str = "mean"
 
     def __post_init__(self) -> None:
         if self.step_s <= 0 or self.horizon_s < self.step_s:
             raise ValueError("need 0 < step_s <= horizon_s")
         if self.training_days < 1 or self.lear_training_days < 1 or self.validation_days < 0:
             raise ValueError("windows must be positive")
+        if self.ensemble not in ENSEMBLE_RULES:
+            raise ValueError(f"unknown ensemble rule {self.ensemble!r}; known: {ENSEMBLE_RULES}")
         unknown = set(self.models or ()) - set(MODELS)
         if unknown:
             raise ValueError(f"unknown models {sorted(unknown)}; known: {MODELS}")

@@ -181,7 +181,7 @@ def june(prices: pd.Series) -> dict[str, Forecast]:
 
 
 def test_models_and_quantiles(june: dict[str, Forecast]) -> None:
-    assert set(june) == {"seasonal_naive", "lear", "ensemble"}  # profile: load and PV only
+    assert set(june) == {"seasonal_naive", "lear", "gbm", "ensemble"}  # profile: load, PV
     for f in june.values():
         assert f.p10.dtype == np.float64 and len(f) == 24 and f.unit == "EUR/MWh"
         assert (f.p10 <= f.p50).all() and (f.p50 <= f.p90).all()

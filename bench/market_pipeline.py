@@ -340,14 +340,7 @@ async def run_projector(topic: str, name: str) -> None:
 async def run_all(ctx: Ctx, n: int, rate: int, seconds: float) -> dict[str, Any]:
     extra = tuple(Topic(f"bench.{ctx.run}.{t}", "market", 3, (PriceTickReceived,), "bench")
                   for t in ("scratch", "projection", "lag"))
-    for attempt in range(60):  # the port opens before the broker serves admin requests
-        try:
-            await ensure_topics(ctx.bootstrap, all_topics() + extra)
-            break
-        except Exception:
-            if attempt == 59:
-                raise
-            await asyncio.sleep(1)
+    await ensure_topics(ctx.bootstrap, all_topics() + extra, attempts=60)
     results: dict[str, Any] = {}
     stages: dict[str, tuple[Callable[[], Awaitable[dict[str, Any]]], float]] = {
         "pipeline": (lambda: bench_pipeline(ctx, n), 400 + n / 100),

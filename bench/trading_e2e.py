@@ -404,14 +404,7 @@ async def bench(ctx: Ctx, n: int, rate: int, seconds: float, sites: int) -> dict
 
 async def run_all(ctx: Ctx, n: int, rate: int, seconds: float, sites: int) -> dict[str, Any]:
     extra = (Topic(f"bench.{ctx.run}.scratch", "site", 3, (SubmitOrder,), "bench"),)
-    for attempt in range(60):  # the port opens before the broker serves admin requests
-        try:
-            await ensure_topics(ctx.bootstrap, all_topics() + extra)
-            break
-        except Exception:
-            if attempt == 59:
-                raise
-            await asyncio.sleep(1)
+    await ensure_topics(ctx.bootstrap, all_topics() + extra, attempts=60)
     try:
         return await asyncio.wait_for(bench(ctx, n, rate, seconds, sites), 600 + n / 20 + seconds)
     except Exception as exc:  # report the failure in the table

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from datetime import UTC, datetime
 from typing import Any
@@ -17,8 +18,20 @@ from schemas.envelope import Envelope, encode, headers, new_envelope
 
 
 async def ensure_topics(bootstrap: str, topics: tuple[Topic, ...] | None = None,
-                        replication_factor: int = 1) -> list[str]:
-    """Create the catalog's topics that do not exist yet; returns the names created."""
+                        replication_factor: int = 1, attempts: int = 1) -> list[str]:
+    """Create the catalog's topics that do not exist yet; returns the names created. With
+    `attempts` > 1, a failure is retried once a second (a freshly started broker opens its
+    port before it serves admin requests); the last failure is raised."""
+    for _ in range(1, attempts):
+        try:
+            return await _ensure_topics(bootstrap, topics, replication_factor)
+        except Exception:
+            await asyncio.sleep(1)
+    return await _ensure_topics(bootstrap, topics, replication_factor)
+
+
+async def _ensure_topics(bootstrap: str, topics: tuple[Topic, ...] | None,
+                         replication_factor: int) -> list[str]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -76,33 +89,46 @@ async def publish(producer: AIOKafkaProducer, topic: str, envelope: Envelope[Any
                                headers=headers(envelope))
 
 
-async def publish_batch(producer: AIOKafkaProducer, topic: str,
-                        envelopes: list[Envelope[Any]]) -> list[Any]:
-    """Send `envelopes` (key = envelope.key) as record batches, one or more per partition, in
-    order; returns the delivery futures (one per record batch). Partitions as `publish`.
+Record = tuple[str, int | None, bytes | None, bytes | None, list[tuple[str, bytes]]]
+"""(topic, partition or None = the key's partition, key, value, headers) of one record."""
+
+
+async def send_batches(producer: AIOKafkaProducer, records: list[Record]) -> list[Any]:
+    """Send `records` as record batches, one or more per destination partition, in order;
+    returns the delivery futures (one per record batch). A record without a partition goes
+    where aiokafka's default partitioner would send it (`key_partition`).
 
     Appending to a record batch costs a fraction of a ``send()`` per record (aiokafka's
     ``send`` builds a future and a message per record); with an idempotent producer the
-    batches of one partition are delivered in the order sent, as ``send`` would."""
-    partitions = sorted(await producer.partitions_for(topic))
-    batches: dict[int, Any] = {}
+    batches of one partition are delivered in the order sent, as ``send`` would, and inside a
+    transaction its commit waits for them exactly as for ``send()``."""
+    partitions = {topic: sorted(await producer.partitions_for(topic))
+                  for topic in {r[0] for r in records}}
+    batches: dict[tuple[str, int], Any] = {}
     futures = []
-    for envelope in envelopes:
-        key = envelope.key.encode()
-        partition = key_partition(topic, key, partitions)
-        value, hs = encode(envelope), headers(envelope)
-        batch = batches.get(partition)
+    for topic, partition, key, value, hs in records:
+        if partition is None:
+            partition = key_partition(topic, key, partitions[topic])
+        batch = batches.get((topic, partition))
         if batch is None:
-            batch = batches[partition] = producer.create_batch()
+            batch = batches[(topic, partition)] = producer.create_batch()
         if batch.append(key=key, value=value, timestamp=None, headers=hs) is None:
             batch.close()  # full
             futures.append(await producer.send_batch(batch, topic, partition=partition))
-            batch = batches[partition] = producer.create_batch()
+            batch = batches[(topic, partition)] = producer.create_batch()
             batch.append(key=key, value=value, timestamp=None, headers=hs)
-    for partition, batch in batches.items():
-        batch.close()
+    for (topic, partition), batch in batches.items():
+        batch.close()  # nothing else goes into it
         futures.append(await producer.send_batch(batch, topic, partition=partition))
     return futures
+
+
+async def publish_batch(producer: AIOKafkaProducer, topic: str,
+                        envelopes: list[Envelope[Any]]) -> list[Any]:
+    """Send `envelopes` (key = envelope.key) to `topic` as record batches (`send_batches`);
+    returns the delivery futures, one per record batch."""
+    return await send_batches(producer, [(topic, None, e.key.encode(), encode(e), headers(e))
+                                         for e in envelopes])
 
 
 def dead_letter(*, topic: str, partition: int, offset: int, key: bytes | None, value: bytes,

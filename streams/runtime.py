@@ -30,7 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import TopicAlreadyExistsError
 
-from infra.kafka_io import dead_letter, key_partition, partitions_of
+from infra.kafka_io import Record, dead_letter, partitions_of, send_batches
 from infra.logging import get_logger
 from infra.metrics import DEAD_LETTERS, EVENTS
 from schemas.envelope import Envelope, MessageDecodeError, decode, encode, headers
@@ -296,22 +296,7 @@ class Runtime:
         One record batch per destination partition, in emit order: appending to a batch costs
         a fraction of a `send()` per record. The transaction's commit waits for their delivery
         exactly as for `send()`."""
-        records: list[tuple[str, int | None, bytes | None, bytes | None, list[Any]]] = [
-            (e.topic, e.partition, e.key, e.value, e.headers) for e in out.emits]
+        records: list[Record] = [(e.topic, e.partition, e.key, e.value, e.headers)
+                                 for e in out.emits]
         records += [(self.changelog, p, k, v, []) for k, v in out.state.items()]
-        partitions = {topic: list(await producer.partitions_for(topic))
-                      for topic in {r[0] for r in records}}
-        batches: dict[tuple[str, int], Any] = {}
-        for topic, partition, key, value, headers_ in records:
-            if partition is None:
-                partition = key_partition(topic, key, partitions[topic])
-            batch = batches.get((topic, partition))
-            if batch is None:
-                batch = batches[(topic, partition)] = producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None, headers=headers_) is None:
-                await producer.send_batch(batch, topic, partition=partition)  # full (closed)
-                batch = batches[(topic, partition)] = producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None, headers=headers_)
-        for (topic, partition), batch in batches.items():
-            batch.close()  # nothing but this transaction goes into it
-            await producer.send_batch(batch, topic, partition=partition)
+        await send_batches(producer, records)

@@ -377,6 +377,14 @@ async def _gateway_config(settings: Settings, *, timeout_s: float = 5.0,
         await consumer.stop()
 
 
+async def _readable_gateway_config(settings: Settings) -> _ConfigState:
+    """`_gateway_config`, or HTTP 503 when the configuration topic cannot be read."""
+    state = await _gateway_config(settings)
+    if state.error is not None:
+        raise HTTPException(503, detail=f"configuration topic unavailable: {state.error}")
+    return state
+
+
 def _take(state: _ConfigState, key: bytes | None, value: bytes | None) -> None:
     name = (key or b"").decode(errors="replace")
     if value is None:  # tombstone: back to the environment
@@ -490,9 +498,7 @@ async def update_modbus_config(body: ModbusConfigIn, settings: SettingsDep, prod
                                timeout_s: TimeoutQuery = 10.0) -> JSONResponse:
     """Change the Modbus gateway configuration (X-API-KEY); the gateway applies it."""
     _check_key(settings, x_api_key)
-    state = await _gateway_config(settings)
-    if state.error is not None:
-        raise HTTPException(503, detail=f"configuration topic unavailable: {state.error}")
+    state = await _readable_gateway_config(settings)
     command = state.modbus_command()
     current = command.config if command is not None else \
         modbus.gateway_config(settings, []).model_copy(update={"devices": None})
@@ -572,9 +578,7 @@ async def update_mqtt_config(body: MqttConfigIn, settings: SettingsDep, producer
                              timeout_s: TimeoutQuery = 10.0) -> JSONResponse:
     """Change the MQTT gateway configuration (X-API-KEY); the gateway reconnects with it."""
     _check_key(settings, x_api_key)
-    state = await _gateway_config(settings)
-    if state.error is not None:
-        raise HTTPException(503, detail=f"configuration topic unavailable: {state.error}")
+    state = await _readable_gateway_config(settings)
     command = state.mqtt_command()
     current = command.config if command is not None else mqtt.gateway_config(settings)
     given = body.model_fields_set

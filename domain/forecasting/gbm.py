@@ -29,22 +29,10 @@ import numpy as np
 
 from domain.forecasting.holidays import holiday_mask
 from domain.forecasting.hourly import Hourly, local_hours, local_weekday, to_local_grid
-from domain.forecasting.lear import MAD_TO_SIGMA, Scaler
+from domain.forecasting.lear import Scaler, rolling_scale
 
 NORM_DAYS = 7
 SAME_HOUR_LAGS = (2, 3, 7)
-
-
-def _day_scale(raw: Hourly, starts: np.ndarray, fallback: Scaler) -> tuple[np.ndarray, np.ndarray]:
-    """Median and 1.4826 MAD of the `NORM_DAYS` days before each block start."""
-    win = raw.at(starts[:, None] - np.arange(1, 24 * NORM_DAYS + 1)[None, :])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        med = np.nanmedian(win, axis=1)
-        mad = MAD_TO_SIGMA * np.nanmedian(np.abs(win - med[:, None]), axis=1)
-    med = np.where(np.isfinite(med), med, fallback.median)
-    mad = np.where(np.isfinite(mad) & (mad > 1e-3 * fallback.scale), mad, fallback.scale)
-    return np.asarray(med), np.asarray(mad)
 
 
 def _features(raw: Hourly, starts: np.ndarray, med: np.ndarray, mad: np.ndarray,
@@ -87,7 +75,7 @@ class GbmFit:
         out: list[np.ndarray] = []
         while block + 24 * len(out) <= targets[-1]:
             s = np.array([block + 24 * len(out)])
-            med, mad = _day_scale(raw, s, self.scaler)
+            med, mad = rolling_scale(raw, s, self.scaler, NORM_DAYS)
             pred = np.asarray(self.model.predict(_features(raw, s, med, mad, self.holidays)))
             out.append(med[0] + mad[0] * np.sinh(pred))
             raw = raw.extended(int(s[0]), out[-1])
@@ -117,7 +105,7 @@ class GbmModel:
             raise ValueError("gbm needs at least 15 days of history")
         scaler = Scaler.of(raw.values)
         starts = raw.end - 24 * np.arange(n_blocks, 0, -1)
-        med, mad = _day_scale(raw, starts, scaler)
+        med, mad = rolling_scale(raw, starts, scaler, NORM_DAYS)
         x = _features(raw, starts, med, mad, self.holidays)
         y = np.arcsinh((raw.at(starts[:, None] + np.arange(24)[None, :]) - med[:, None])
                        / mad[:, None]).ravel()

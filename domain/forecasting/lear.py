@@ -126,6 +126,20 @@ class BlockScale:
         return np.asarray(self.median[:, None] + self.scale[:, None] * np.sinh(scaled))
 
 
+def rolling_scale(raw: Hourly, starts: np.ndarray, fallback: Scaler,
+                  days: int) -> tuple[np.ndarray, np.ndarray]:
+    """Median and 1.4826 MAD of the raw values of the `days` days before each block start,
+    shapes (blocks,); `fallback`'s where those days have no data (or no spread)."""
+    win = raw.at(starts[:, None] - np.arange(1, 24 * days + 1)[None, :])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(win, axis=1)
+        mad = MAD_TO_SIGMA * np.nanmedian(np.abs(win - med[:, None]), axis=1)
+    med = np.where(np.isfinite(med), med, fallback.median)
+    mad = np.where(np.isfinite(mad) & (mad > 1e-3 * fallback.scale), mad, fallback.scale)
+    return np.asarray(med), np.asarray(mad)
+
+
 def _block_scale(raw: Hourly, starts: np.ndarray, scaler: Scaler, level_days: int,
                  norm_days: int) -> BlockScale:
     """The transform of each block: with `norm_days`, median and 1.4826 MAD of the raw values
@@ -133,13 +147,7 @@ def _block_scale(raw: Hourly, starts: np.ndarray, scaler: Scaler, level_days: in
     scaled values of the `level_days` days before the block (0: no level)."""
     n = len(starts)
     if norm_days:
-        win = raw.at(starts[:, None] - np.arange(1, 24 * norm_days + 1)[None, :])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            med = np.nanmedian(win, axis=1)
-            mad = MAD_TO_SIGMA * np.nanmedian(np.abs(win - med[:, None]), axis=1)
-        med = np.where(np.isfinite(med), med, scaler.median)
-        mad = np.where(np.isfinite(mad) & (mad > 1e-3 * scaler.scale), mad, scaler.scale)
+        med, mad = rolling_scale(raw, starts, scaler, norm_days)
         return BlockScale(med, mad, np.zeros(n))
     bs = BlockScale(np.full(n, scaler.median), np.full(n, scaler.scale), np.zeros(n))
     if level_days == 0:

@@ -105,11 +105,16 @@ class ForecastProcessor(Processor):
         self.options = options or ForecastOptions()
         self.keep = timedelta(days=self.options.history_days)
         self.markets: dict[int, dict[str, MarketHistory]] = {}
+        self.clocks: dict[int, datetime] = {}  # the last event time of each partition
 
     def restore(self, partition: int, state: dict[bytes, bytes]) -> None:
         markets: dict[str, MarketHistory] = {}
+        self.clocks.pop(partition, None)
         for key, value in state.items():
             kind, market, _day = key.decode().split("|", 2)
+            if kind == "clock":
+                self.clocks[partition] = datetime.fromisoformat(orjson.loads(value))
+                continue
             history = markets.setdefault(market, MarketHistory())
             if kind == "price":
                 for start, price in orjson.loads(value).items():
@@ -120,6 +125,7 @@ class ForecastProcessor(Processor):
 
     def revoke(self, partition: int) -> None:
         self.markets.pop(partition, None)
+        self.clocks.pop(partition, None)
 
     def handle(self, partition: int, records: Sequence[Any], out: Output) -> None:
         markets = self.markets.setdefault(partition, {})
@@ -137,14 +143,21 @@ class ForecastProcessor(Processor):
             history.prices[payload.delivery_start] = payload.price_eur_mwh
             dirty.add((payload.market, payload.delivery_start.date().isoformat()))
         if clock is not None:
+            self.clocks[partition] = clock
+            out.state[b"clock||"] = orjson.dumps(clock.isoformat())
+        # a market seen for the first time is forecast at the last event time even when its
+        # ticks come after the clock (topics are consumed side by side, in no fixed order)
+        at = self.clocks.get(partition)
+        if at is not None:
             for market, history in markets.items():
-                if history.next_due is None or clock >= history.next_due:
-                    self._forecast(market, history, clock, out)
-                    history.next_due = floor_time(clock, self.interval_s) + timedelta(
+                if history.next_due is None or (clock is not None and clock >= history.next_due):
+                    self._forecast(market, history, at, out)
+                    history.next_due = floor_time(at, self.interval_s) + timedelta(
                         seconds=self.interval_s)
                     out.state[f"due|{market}|".encode()] = orjson.dumps(
                         history.next_due.isoformat())
-                self._evict(market, history, clock, out)
+                if clock is not None:
+                    self._evict(market, history, clock, out)
         for market, day in dirty:
             values = markets[market].day_values(day)
             out.state[f"price|{market}|{day}".encode()] = orjson.dumps(values) if values else None

@@ -252,3 +252,23 @@ def test_the_forecaster_keeps_the_history_its_longest_model_needs() -> None:
     kept = fp.markets[0][MARKET].prices
     oldest = CLOCK - timedelta(days=options.history_days)
     assert oldest <= min(kept) < oldest + timedelta(days=1)  # LEAR's 60 days, not Prophet's 21
+
+
+def test_a_market_whose_ticks_come_after_the_clock_is_forecast_at_that_clock(sites) -> None:
+    options = ForecastOptions(training_days=21, prophet=False)
+    fp = ForecastProcessor(sites, interval_s=3600, options=options)
+    fp.restore(0, {})
+    first = Output()  # the clock is consumed before the market's ticks (another topic)
+    fp.handle(0, [rec("system.clock.v1", ClockTicked(at=CLOCK, clock="replay"), CLOCK)], first)
+    assert payloads(first, ForecastPublished) == []
+    restored = ForecastProcessor(sites, interval_s=3600, options=options)
+    restored.restore(0, {k: v for k, v in first.state.items() if v is not None})
+    ticks = list(read_price_csv(ROOT / "data" / "at_hourly_2015_2023.csv",
+                                start=CLOCK - timedelta(days=28), end=CLOCK))
+    later = Output()
+    restored.handle(0, [rec("market.price-ticks.v1", t, t.delivery_start) for t in ticks], later)
+    found = payloads(later, ForecastPublished)
+    assert len(found) == 1 and found[0].issued_at == CLOCK
+    again = Output()  # not once more before the interval
+    restored.handle(0, [rec("market.price-ticks.v1", ticks[-1], CLOCK)], again)
+    assert payloads(again, ForecastPublished) == []

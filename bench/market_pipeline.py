@@ -62,7 +62,7 @@ from infra.local.kafka import KafkaServer
 from infra.local.postgres import PostgresServer
 from infra.local.process import ManagedProcess, free_port
 from infra.settings import PROJECT_ROOT
-from projections.framework import META_SQL, ProjectionRunner
+from projections.framework import META_SQL, ProjectionRunner, no_cyclic_gc
 from projections.market import MarketProjection
 from schemas.catalog import INDICATORS, PRICE_TICKS, Topic, all_topics
 from schemas.envelope import decode, encode, headers, new_envelope
@@ -70,6 +70,7 @@ from schemas.market import PriceTickReceived
 from streams.runtime import MAX_BATCH_BYTES
 
 MARKETS, SOURCE = 30, "bench.market-pipeline"
+STAGES = ("pipeline", "projection", "lag")
 CSV = PROJECT_ROOT / "data" / "at_hourly_2015_2023.csv"
 OUT = Path(__file__).resolve().parent / "out" / "market_pipeline.json"
 PRICE_COLS = ("market", "delivery_start", "delivery_end", "resolution", "bidding_zone",
@@ -267,8 +268,40 @@ async def bench_projection(ctx: Ctx, n: int) -> dict[str, Any]:
         await conn.close()
     if projected != n:  # checked on the table: catch_up() counts partitions, not messages
         raise RuntimeError(f"projection table holds {projected} rows, expected {n}")
+    consume_s = await consume_only(ctx, topic, n)
+    settle()
+    t0 = time.perf_counter()
+    with no_cyclic_gc():  # as `ProjectionRunner._decode` does
+        decoded = [decode(v) for _, v, _ in values]
+    decode_s = time.perf_counter() - t0
+    del decoded
     return {"events": n, "events_per_s": n / proj_s, "reference_events_per_s": n / copy_s,
-            "ratio": copy_s / proj_s, "catch_up_returned": returned}
+            "ratio": copy_s / proj_s, "catch_up_returned": returned,
+            "consume_only_events_per_s": n / consume_s, "decode_only_events_per_s": n / decode_s,
+            "floor_events_per_s": n / (consume_s + decode_s),
+            "floor_ratio": copy_s / (consume_s + decode_s)}
+
+
+async def consume_only(ctx: Ctx, topic: str, n: int) -> float:
+    """Seconds for a consumer with the runner's settings to fetch the N records of `topic` from
+    the start, decoding nothing (the Kafka client's share of a projection)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=ctx.bootstrap, group_id=None, enable_auto_commit=False,
+        isolation_level="read_committed", auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024)
+    await consumer.start()
+    try:
+        parts = await partitions_of(consumer, [topic])
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        settle()
+        seen, t0 = 0, time.perf_counter()
+        while seen < n:
+            batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            seen += sum(len(msgs) for msgs in batch.values())
+        return time.perf_counter() - t0
+    finally:
+        await consumer.stop()
 
 
 async def bench_lag(ctx: Ctx, rate: int, seconds: float) -> dict[str, Any]:
@@ -337,7 +370,8 @@ async def run_projector(topic: str, name: str) -> None:
     await runner.run()
 
 
-async def run_all(ctx: Ctx, n: int, rate: int, seconds: float) -> dict[str, Any]:
+async def run_all(ctx: Ctx, n: int, rate: int, seconds: float,
+                  only: tuple[str, ...] = STAGES) -> dict[str, Any]:
     extra = tuple(Topic(f"bench.{ctx.run}.{t}", "market", 3, (PriceTickReceived,), "bench")
                   for t in ("scratch", "projection", "lag"))
     await ensure_topics(ctx.bootstrap, all_topics() + extra, attempts=60)
@@ -347,6 +381,9 @@ async def run_all(ctx: Ctx, n: int, rate: int, seconds: float) -> dict[str, Any]
         "projection": (lambda: bench_projection(ctx, n), 120 + n / 500),
         "lag": (lambda: bench_lag(ctx, rate, seconds), 240 + seconds)}
     for name, (stage, timeout) in stages.items():
+        if name not in only:
+            results[name] = {"error": "not run (--stages)"}
+            continue
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         try:
             results[name] = await asyncio.wait_for(stage(), timeout)
@@ -381,6 +418,14 @@ def table(res: dict[str, Any]) -> str:
                  if "error" in lag else f"| {label} | p50 {lag['p50_ms']:.0f} / p99 "
                  f"{lag['p99_ms']:.0f} / max {lag['max_ms']:.0f} ms ({lag['achieved_rate']:,.0f}"
                  f" ev/s sent) | | | p99 <= 500 ms | {'yes' if ok else '**no**'} |")
+    proj = res["projection"]
+    if "error" not in proj:
+        lines.append(
+            "\nprojection floor (no database): consume only "
+            f"{proj['consume_only_events_per_s']:,.0f} ev/s (aiokafka, the runner's settings), "
+            f"decode only {proj['decode_only_events_per_s']:,.0f} ev/s (`schemas.envelope."
+            f"decode`); both in series {proj['floor_events_per_s']:,.0f} ev/s = "
+            f"{proj['floor_ratio']:.0%} of COPY")
     if "error" not in p:
         lines.append(f"\nworker: {p['worker_cpu_ms_per_event']:.2f} ms CPU/event, busy "
                      f"{p['worker_cpu_share']:.0%} of the run; warm-up {p['worker_warmup_s']:.1f}"
@@ -399,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small N and a 3 s lag run")
     ap.add_argument("--lag-rate", type=int, default=5000, help="events/s of the lag run")
     ap.add_argument("--lag-seconds", type=float, help="length of the lag run (default 10; quick 3)")
+    ap.add_argument("--stages", default=",".join(STAGES),
+                    help=f"comma-separated subset of {','.join(STAGES)} (default all)")
     ap.add_argument("--projector", nargs=2, metavar=("TOPIC", "NAME"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.projector:
@@ -428,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {"BESS_KAFKA_BOOTSTRAP": bootstrap, "BESS_POSTGRES_DSN": dsn,
                "BESS_HOME": str(tmp / "home"), "BESS_LOG_LEVEL": "WARNING"}
         ctx = Ctx(bootstrap, dsn, tmp, uuid.uuid4().hex[:8], env)
-        coro = run_all(ctx, n, args.lag_rate, seconds)
+        coro = run_all(ctx, n, args.lag_rate, seconds, tuple(args.stages.split(",")))
         results = {"config": config, **asyncio.run(asyncio.wait_for(coro, 900 + n / 50 + seconds))}
     finally:
         for proc in ctx.children if ctx else []:

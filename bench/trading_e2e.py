@@ -34,6 +34,13 @@ at the same price: every BUY meets a SELL), so N orders give exactly N/2 trades.
    of the later of its two orders (the one that can trade). p50 / p99 / max. Target: p99 <= 25
    ms. The rate should stay well below the throughput of row 1, or this measures a queue.
 
+3. Floor (a reference for row 2): the same rate through two bare exactly-once hops
+   (`eos_hop`: read_committed consumer, one transactional producer per input partition, one
+   transaction per fetched batch and partition that copies the records and commits the
+   offsets, as `streams.runtime` does) with no decoding and no processing. Order-to-trade
+   crosses two such hops (risk, matching), so this is what Kafka transactions alone cost on
+   this broker and machine; row 2 cannot be lower.
+
 Output: a markdown table on stdout and everything in ``bench/out/trading_e2e.json``.
 """
 
@@ -56,7 +63,7 @@ from typing import Any
 
 import orjson
 import yaml
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.market_pipeline import Ctx, cpu_s, send_all
 from infra.kafka_io import ensure_topics, make_producer, partitions_of
@@ -75,6 +82,7 @@ from schemas.catalog import (
 from schemas.envelope import encode, headers, new_envelope
 from schemas.telemetry import TelemetryReceived
 from schemas.trading import Side, SubmitOrder
+from streams.runtime import FETCH_MAX_WAIT_MS, MAX_BATCH_BYTES
 
 OUT = Path(__file__).resolve().parent / "out" / "trading_e2e.json"
 SOURCE = "bench.trading-e2e"
@@ -402,13 +410,115 @@ async def bench(ctx: Ctx, n: int, rate: int, seconds: float, sites: int) -> dict
     return result
 
 
+async def eos_hop(bootstrap: str, src: str, dst: str, group: str) -> None:
+    """A bare exactly-once hop (``--eos-hop``), the transaction protocol of `streams.runtime`
+    with no decoding and no processing: a read_committed consumer in `group` with the
+    runtime's fetch wait; per input partition a transactional producer (the runtime's
+    settings); per fetched batch and partition one transaction that copies each record's key
+    and value to `dst` and commits the consumed offsets. Runs until killed."""
+    consumer = AIOKafkaConsumer(src, bootstrap_servers=bootstrap, group_id=group,
+                                enable_auto_commit=False, isolation_level="read_committed",
+                                auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
+    producers: dict[int, AIOKafkaProducer] = {}
+
+    async def copy(tp: TopicPartition, msgs: list[Any]) -> None:
+        producer = producers.get(tp.partition)
+        if producer is None:
+            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
+                                        transactional_id=f"{group}-{tp.partition}",
+                                        linger_ms=5, retry_backoff_ms=5,
+                                        max_batch_size=MAX_BATCH_BYTES)
+            await producer.start()
+            producers[tp.partition] = producer
+        async with producer.transaction():
+            for m in msgs:
+                await producer.send(dst, m.value, key=m.key)
+            await producer.send_offsets_to_transaction({tp: msgs[-1].offset + 1}, group)
+
+    await consumer.start()
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            await asyncio.gather(*(copy(tp, msgs) for tp, msgs in batch.items()))
+    finally:
+        await consumer.stop()
+        for producer in producers.values():
+            await producer.stop()
+
+
+async def eos_floor(ctx: Ctx, rate: int, seconds: float) -> dict[str, Any]:
+    """Latency through two bare exactly-once hops (`eos_hop` subprocesses: eos0 -> eos1 ->
+    eos2), records sent at `rate`/s in 10 ms slots as in the latency run; the latency of a
+    record is the time a read_committed consumer of eos2 sees it minus its send time. What
+    SubmitOrder -> risk -> matching -> TradeExecuted costs in Kafka transactions alone."""
+    topics = [f"bench.{ctx.run}.eos{i}" for i in range(3)]
+    hops = [ctx.child(f"eos-hop-{i}", "bench.trading_e2e", "--eos-hop", topics[i],
+                      topics[i + 1], f"bench-{ctx.run}-eos{i}") for i in range(2)]
+    reader = AIOKafkaConsumer(topics[2], bootstrap_servers=ctx.bootstrap, group_id=None,
+                              isolation_level="read_committed", auto_offset_reset="earliest",
+                              fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
+    producer = make_producer(ctx.bootstrap)
+    sent: dict[bytes, float] = {}
+    seen: list[float] = []
+
+    async def read(total: int) -> None:
+        while len(seen) < total:
+            for msgs in (await reader.getmany(timeout_ms=100)).values():
+                now = time.perf_counter()
+                seen.extend(now - sent[m.value] for m in msgs)
+
+    async def send(count: int, slot_s: float) -> float:
+        per_slot = max(1, round(rate * slot_s))
+        t0 = time.perf_counter()
+        futs = []
+        for i in range(count):
+            if i % per_slot == 0:
+                await asyncio.sleep(max(0.0, t0 + i // per_slot * slot_s - time.perf_counter()))
+            value = str(i).encode() + b"-" + ctx.run.encode()
+            sent[value] = time.perf_counter()
+            futs.append(await producer.send(topics[0], value, key=str(i % 101).encode()))
+        await asyncio.gather(*futs)
+        return count / (time.perf_counter() - t0)
+
+    await reader.start()
+    await producer.start()
+    try:
+        for hop in hops:
+            hop.start()
+        warm = 300  # group joins, producer ids, first transactions
+        reading = asyncio.ensure_future(read(warm))
+        await send(warm, 0.01)
+        await asyncio.wait_for(reading, 180)
+        seen.clear()
+        count = max(1, int(rate * seconds))
+        reading = asyncio.ensure_future(read(count))
+        achieved = await send(count, 0.01)
+        await asyncio.wait_for(reading, 60)
+    finally:
+        await reader.stop()
+        await producer.stop()
+        for hop in hops:
+            await asyncio.to_thread(hop.stop)
+    lat = sorted(x * 1000 for x in seen)
+    return {"records": len(lat), "target_rate": rate, "achieved_rate": achieved,
+            "p50_ms": pct(lat, 0.5), "p99_ms": pct(lat, 0.99), "max_ms": lat[-1]}
+
+
 async def run_all(ctx: Ctx, n: int, rate: int, seconds: float, sites: int) -> dict[str, Any]:
-    extra = (Topic(f"bench.{ctx.run}.scratch", "site", 3, (SubmitOrder,), "bench"),)
+    extra = (Topic(f"bench.{ctx.run}.scratch", "site", 3, (SubmitOrder,), "bench"),
+             *(Topic(f"bench.{ctx.run}.eos{i}", "site", 3, (SubmitOrder,), "bench")
+               for i in range(3)))
     await ensure_topics(ctx.bootstrap, all_topics() + extra, attempts=60)
     try:
-        return await asyncio.wait_for(bench(ctx, n, rate, seconds, sites), 600 + n / 20 + seconds)
+        result = await asyncio.wait_for(bench(ctx, n, rate, seconds, sites),
+                                        600 + n / 20 + seconds)
     except Exception as exc:  # report the failure in the table
         return {"error": f"{type(exc).__name__}: {exc}"[:3000]}
+    try:
+        result["eos_floor"] = await asyncio.wait_for(eos_floor(ctx, rate, seconds), 300 + seconds)
+    except Exception as exc:
+        result["eos_floor"] = {"error": f"{type(exc).__name__}: {exc}"[:3000]}
+    return result
 
 
 def table(res: dict[str, Any]) -> str:
@@ -433,12 +543,22 @@ def table(res: dict[str, Any]) -> str:
                  f"p50 {lat['p50_ms']:.1f} / p99 {lat['p99_ms']:.1f} / max {lat['max_ms']:.1f} ms"
                  f" ({lat['achieved_rate']:,.0f} orders/s sent) | | | p99 <= 25 ms | "
                  f"{'yes' if ok else '**no**'} |")
+    floor = res.get("eos_floor", {"error": "not run"})
+    lines.append(f"| Floor: two bare exactly-once hops (no decoding, no processing) at "
+                 f"{rate_of(floor, lat)} rec/s | " + (
+                     f"error: {floor['error'].splitlines()[0]}" if "error" in floor else
+                     f"p50 {floor['p50_ms']:.1f} / p99 {floor['p99_ms']:.1f} / max "
+                     f"{floor['max_ms']:.1f} ms") + " | | | (reference) | |")
     cpu = ", ".join(f"{k} {v:.2f} ms CPU/order (busy {t['cpu_share'][k]:.0%})"
                     for k, v in t["cpu_ms_per_order"].items())
     lines.append(f"\nthroughput run: {cpu}; publish {t['publish_orders_per_s']:,.0f} orders/s; "
                  f"backlog latency p50 {t['backlog_latency_p50_ms']:.0f} / p99 "
                  f"{t['backlog_latency_p99_ms']:.0f} ms; warm-up {res['warmup_s']:.1f} s")
     return "\n".join(lines)
+
+
+def rate_of(floor: dict[str, Any], lat: dict[str, Any]) -> str:
+    return f"{floor.get('target_rate', lat['target_rate']):,}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -451,7 +571,12 @@ def main(argv: list[str] | None = None) -> int:
                     "quick 3)")
     ap.add_argument("--sites", type=int, default=SITES, help="battery sites (made odd)")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--eos-hop", nargs=3, metavar=("SRC", "DST", "GROUP"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.eos_hop:
+        bootstrap = os.environ["BESS_KAFKA_BOOTSTRAP"]
+        asyncio.run(eos_hop(bootstrap, *args.eos_hop))
+        return 0
     n = (args.orders or (4000 if args.quick else 20_000)) // 2 * 2
     seconds = args.seconds or (3.0 if args.quick else 10.0)
     sites = args.sites | 1

@@ -3,19 +3,31 @@
 The layout is chosen for CPython speed (`bench/matching.py` runs it beside a C++ book):
 
 * The id index ``order id -> open lots`` holds the live resting orders, and only them.
-* A side is ``dict key -> level`` plus an ascending list of its keys (``bisect``) whose *last*
-  element is the best price: a bid's key is its price, an ask's key is minus its price. So both
-  sides take their best level from the end of a list, and an incoming order crosses the
-  opposite side while ``key >= -its own key``.
+* A side is ``dict price -> level`` plus an ascending list of sort keys (``bisect``) whose
+  *last* element is the best price: a bid's key is its price, an ask's key is minus its price,
+  so both sides take their next best level from the end of a list. Each side also keeps its
+  best price in an attribute (``_best_bid``/``_best_ask``; -inf/+inf when it has no level), so
+  an incoming order is told to cross or not with one integer comparison, and the common case,
+  crossing nothing, rests at once. The attributes change only where the best can: a new
+  better level, a best level that matching deletes, compaction.
 * A level is a deque of ``(order id, account)`` in time priority, nothing else: immutable
   tuples of atoms (cheap to build, untracked by the cyclic GC after its first pass) and no
   per-level totals to keep up on the hot paths (depth and the FOK check add them up).
 * Cancels are lazy and O(1): the order leaves the index; its entry, now *dead*, stays in the
   deque until matching reaches it. Matching drops dead entries and levels that run empty, so a
-  level may hold only dead entries; the read methods skip those, and an incoming order that
-  only "crosses" them does not trade. To bound memory, all levels are compacted (dead entries
-  and empty levels dropped) once the cancels since the last compaction exceed twice the live
-  orders then (at least `_COMPACT_MIN`): O(1) amortised per cancel.
+  level may hold only dead entries, or none (an incoming order filled exactly by a level's
+  last order leaves it; the next match or compaction drops it); the read methods skip those,
+  and an incoming order that only "crosses" them does not trade. To bound memory, all levels
+  are compacted (dead entries and empty levels dropped) once the cancels since the last
+  compaction exceed twice the live orders then (at least `_COMPACT_MIN`): O(1) amortised per
+  cancel.
+
+CPython 3.11 notes for the hot path, `place`: each comparison that picks the path is followed
+by a *short* jump (a branch over a few lines), because the interpreter only specialises a
+comparison into its fast integer form when the jump right after it needs no ``EXTENDED_ARG``
+(a jump over a long block leaves it on the slow generic compare for good). Hence its shape:
+the two "rest without crossing" blocks first and short, the crossing loops after them, inline
+(a method call per crossing order costs more than the loop's copy per side).
 
 Because a dead entry is recognised by its id being absent from the index, an order id must not
 be added again once it left the book (cancelled, filled, or cancelled by self-trade
@@ -38,6 +50,11 @@ SELL = 1
 K = TypeVar("K", bound=Hashable)
 
 _COMPACT_MIN = 4096
+_NO_BID: Any = float("-inf")
+"""`_best_bid` of a book without bids: every sell price is above it (typed Any: it stands in
+for an int price)."""
+_NO_ASK: Any = float("inf")
+"""`_best_ask` of a book without asks: every buy price is below it."""
 
 Fill = tuple[K, int]
 """(resting order id, lots traded); 0 lots: cancelled by self-trade prevention."""
@@ -49,13 +66,16 @@ Level = deque[tuple[Any, Hashable]]
 class OrderBook(Generic[K]):
     """Integer price-time priority book; ids are unique per placement (see the module doc)."""
 
-    __slots__ = ("_ask_keys", "_asks", "_bid_keys", "_bids", "_cancel_budget", "_index")
+    __slots__ = ("_ask_keys", "_asks", "_best_ask", "_best_bid", "_bid_keys", "_bids",
+                 "_cancel_budget", "_index")
 
     def __init__(self) -> None:
-        self._bids: dict[int, Level] = {}  # key = price
-        self._asks: dict[int, Level] = {}  # key = -price
-        self._bid_keys: list[int] = []  # ascending: best last
-        self._ask_keys: list[int] = []
+        self._bids: dict[int, Level] = {}  # price -> level
+        self._asks: dict[int, Level] = {}
+        self._bid_keys: list[int] = []  # bid prices, ascending: best last
+        self._ask_keys: list[int] = []  # minus the ask prices, ascending: best last
+        self._best_bid: int = _NO_BID  # best bid price, _NO_BID without bids
+        self._best_ask: int = _NO_ASK  # best ask price, _NO_ASK without asks
         self._index: dict[K, int] = {}  # live resting order -> open lots
         self._cancel_budget = _COMPACT_MIN  # cancels until the next compaction
 
@@ -75,13 +95,19 @@ class OrderBook(Generic[K]):
     def add(self, order_id: K, side: int, price: int, lots: int, account: Hashable) -> None:
         """Rest an order of `lots` > 0 at the back of its price level (it does not match)."""
         if side:
-            levels, keys, key = self._asks, self._ask_keys, -price
+            level = self._asks.get(price)
+            if level is None:
+                level = self._asks[price] = deque()
+                insort(self._ask_keys, -price)
+                if price < self._best_ask:
+                    self._best_ask = price
         else:
-            levels, keys, key = self._bids, self._bid_keys, price
-        level = levels.get(key)
-        if level is None:
-            level = levels[key] = deque()
-            insort(keys, key)
+            level = self._bids.get(price)
+            if level is None:
+                level = self._bids[price] = deque()
+                insort(self._bid_keys, price)
+                if price > self._best_bid:
+                    self._best_bid = price
         level.append((order_id, account))
         self._index[order_id] = lots
 
@@ -91,116 +117,113 @@ class OrderBook(Generic[K]):
     ) -> int:
         """Match an incoming order without resting it (IOC, FOK); returns the lots left over
         (see `place` for `out`)."""
-        if side:
-            keys = self._bid_keys
-            if lots and keys and keys[-1] >= limit:
-                return self._take(self._bids, keys, limit, lots, account, stp, out)
-        else:
-            keys = self._ask_keys
-            if lots and keys and keys[-1] >= -limit:
-                return self._take(self._asks, keys, -limit, lots, account, stp, out)
+        if lots and (limit <= self._best_bid if side else limit >= self._best_ask):
+            no_id: Any = None  # never rests
+            return self.place(no_id, side, limit, lots, account, stp, out, False)
         return lots
 
     def place(
         self, order_id: K, side: int, price: int, lots: int, account: Hashable, stp: bool,
-        out: list[Fill[K]],
+        out: list[Fill[K]], rest: bool = True,
     ) -> int:
         """Match an incoming GTC order of `lots` > 0 against the opposite side, then rest what
-        is left at the back of its level; returns the lots rested.
+        is left at the back of its level; returns the lots rested. (`rest` False, for `match`
+        only, which calls it with an order that crosses: returns the lots left over instead.)
 
         Appends ``(resting order id, lots)`` to `out` per fill, in priority order (a resting
         order filled completely leaves the book); with `stp`, a resting order of `account` is
-        cancelled instead (it leaves the book) and appended with 0 lots. (`add` and `match`
-        are its two halves; this is the hot path, so it inlines them.)
+        cancelled instead (it leaves the book) and appended with 0 lots.
+
+        This is the hot path: the common case, an order that crosses nothing, is `add`
+        inlined, then come the two matching loops, one per side, mirrored.
         """
         if side:
-            keys = self._bid_keys
-            threshold = price
-        else:
-            keys = self._ask_keys
-            threshold = -price
-        if keys and keys[-1] >= threshold:  # crosses: the loop of `_take`, inlined
-            levels = self._bids if side else self._asks
-            index = self._index
+            if price > self._best_bid:  # a sell above every bid: rest
+                level = self._asks.get(price)
+                if level is None:
+                    level = self._asks[price] = deque()
+                    insort(self._ask_keys, -price)
+                    if price < self._best_ask:
+                        self._best_ask = price
+                level.append((order_id, account))
+                self._index[order_id] = lots
+                return lots
+        elif price < self._best_ask:  # a buy below every ask: rest
+            level = self._bids.get(price)
+            if level is None:
+                level = self._bids[price] = deque()
+                insort(self._bid_keys, price)
+                if price > self._best_bid:
+                    self._best_bid = price
+            level.append((order_id, account))
+            self._index[order_id] = lots
+            return lots
+        index = self._index
+        if side:  # a sell: down the bids from the best
+            levels = self._bids
+            best = self._best_bid
             while True:
-                key = keys[-1]
-                level = levels[key]
+                level = levels[best]
                 while level:
                     maker, maker_account = level[0]
                     open_lots = index.get(maker)
                     if open_lots is None:  # cancelled
                         level.popleft()
-                    elif stp and maker_account == account:
+                    elif stp and maker_account == account:  # self-trade prevention
                         level.popleft()
                         del index[maker]
                         out.append((maker, 0))
-                    elif open_lots > lots:
+                    elif open_lots > lots:  # the incoming order is done, the maker rests on
                         index[maker] = open_lots - lots
                         out.append((maker, lots))
                         return 0
-                    else:
+                    else:  # the maker is done
                         level.popleft()
                         del index[maker]
                         out.append((maker, open_lots))
                         lots -= open_lots
                         if not lots:
-                            if not level:
-                                del levels[key]
-                                keys.pop()
-                            return 0
-                del levels[key]
+                            return 0  # (the level may be left empty: see the module doc)
+                del levels[best]  # ran empty: the next best
+                keys = self._bid_keys
                 keys.pop()
-                if not keys or keys[-1] < threshold:
+                self._best_bid = best = keys[-1] if keys else _NO_BID
+                if best < price:
                     break
-        if side:
-            levels, keys, key = self._asks, self._ask_keys, -price
-        else:
-            levels, keys, key = self._bids, self._bid_keys, price
-        rest = levels.get(key)
-        if rest is None:
-            rest = levels[key] = deque()
-            insort(keys, key)
-        rest.append((order_id, account))
-        self._index[order_id] = lots
-        return lots
-
-    def _take(
-        self, levels: dict[int, Level], keys: list[int], threshold: int, lots: int,
-        account: Hashable, stp: bool, out: list[Fill[K]],
-    ) -> int:
-        """The matching loop over one side (`place`); `threshold`: the lowest crossing key."""
-        index = self._index
-        append = out.append
-        while True:
-            key = keys[-1]
-            level = levels[key]
-            while level:
-                maker, maker_account = level[0]
-                open_lots = index.get(maker)
-                if open_lots is None:  # cancelled
-                    level.popleft()
-                elif stp and maker_account == account:
-                    level.popleft()
-                    del index[maker]
-                    append((maker, 0))
-                elif open_lots > lots:
-                    index[maker] = open_lots - lots
-                    append((maker, lots))
-                    return 0
-                else:
-                    level.popleft()
-                    del index[maker]
-                    append((maker, open_lots))
-                    lots -= open_lots
-                    if not lots:
-                        if not level:
-                            del levels[key]
-                            keys.pop()
+        else:  # a buy: up the asks from the best
+            levels = self._asks
+            best = self._best_ask
+            while True:
+                level = levels[best]
+                while level:
+                    maker, maker_account = level[0]
+                    open_lots = index.get(maker)
+                    if open_lots is None:  # cancelled
+                        level.popleft()
+                    elif stp and maker_account == account:  # self-trade prevention
+                        level.popleft()
+                        del index[maker]
+                        out.append((maker, 0))
+                    elif open_lots > lots:  # the incoming order is done, the maker rests on
+                        index[maker] = open_lots - lots
+                        out.append((maker, lots))
                         return 0
-            del levels[key]
-            keys.pop()
-            if not keys or keys[-1] < threshold:
-                return lots
+                    else:  # the maker is done
+                        level.popleft()
+                        del index[maker]
+                        out.append((maker, open_lots))
+                        lots -= open_lots
+                        if not lots:
+                            return 0  # (the level may be left empty: see the module doc)
+                del levels[best]
+                keys = self._ask_keys
+                keys.pop()
+                self._best_ask = best = -keys[-1] if keys else _NO_ASK
+                if best > price:
+                    break
+        if rest:
+            self.add(order_id, side, price, lots, account)
+        return lots
 
     def remove(self, order_id: K) -> int | None:
         """Cancel a resting order in O(1) (lazily); its open lots, None when not in the book."""
@@ -214,15 +237,17 @@ class OrderBook(Generic[K]):
     def compact(self) -> None:
         """Drop the dead entries and the levels without a live order (see the module doc)."""
         index = self._index
-        for levels, keys in ((self._bids, self._bid_keys), (self._asks, self._ask_keys)):
-            for key in keys:
-                level = levels[key]
+        for levels in (self._bids, self._asks):
+            for price, level in list(levels.items()):
                 live = [entry for entry in level if entry[0] in index]
                 if not live:
-                    del levels[key]
+                    del levels[price]
                 elif len(live) < len(level):
-                    levels[key] = deque(live)
-            keys[:] = sorted(levels)
+                    levels[price] = deque(live)
+        self._bid_keys[:] = sorted(self._bids)
+        self._ask_keys[:] = sorted(-price for price in self._asks)
+        self._best_bid = self._bid_keys[-1] if self._bid_keys else _NO_BID
+        self._best_ask = -self._ask_keys[-1] if self._ask_keys else _NO_ASK
         self._cancel_budget = max(2 * len(index), _COMPACT_MIN)
 
     def reduce(self, order_id: K, lots: int) -> int:
@@ -241,9 +266,8 @@ class OrderBook(Generic[K]):
         """Whether an incoming order could fill `lots` completely right now (FOK check);
         with `stp`, resting orders of `account` do not count (they would be cancelled)."""
         index = self._index
-        threshold = limit if side else -limit
-        for key, level in self._levels(1 - side):
-            if key < threshold:
+        for price, level in self._levels(1 - side):
+            if (price < limit) if side else (price > limit):
                 return False
             for maker, maker_account in level:
                 if not stp or maker_account != account:
@@ -260,14 +284,13 @@ class OrderBook(Generic[K]):
     def depth(self, side: int, levels: int = 10) -> list[tuple[int, int, int]]:
         """Up to `levels` best levels of `side` as (price ticks, open lots, live orders)."""
         index = self._index
-        sign = 1 if side == BUY else -1
         rows: list[tuple[int, int, int]] = []
-        for key, level in self._levels(side):
+        for price, level in self._levels(side):
             if len(rows) >= levels:
                 break
             live = [index[maker] for maker, _ in level if maker in index]
             if live:
-                rows.append((sign * key, sum(live), len(live)))
+                rows.append((price, sum(live), len(live)))
         return rows
 
     def orders(self, side: int) -> Iterator[tuple[K, int]]:
@@ -279,7 +302,12 @@ class OrderBook(Generic[K]):
                     yield maker, index[maker]
 
     def _levels(self, side: int) -> Iterator[tuple[int, Level]]:
-        """(key, level) of `side`, best first (levels may hold only dead entries)."""
-        levels, keys = (self._asks, self._ask_keys) if side else (self._bids, self._bid_keys)
-        for key in reversed(keys):
-            yield key, levels[key]
+        """(price, level) of `side`, best first (levels may hold only dead entries, or none)."""
+        if side:
+            asks = self._asks
+            for key in reversed(self._ask_keys):
+                yield -key, asks[-key]
+        else:
+            bids = self._bids
+            for price in reversed(self._bid_keys):
+                yield price, bids[price]

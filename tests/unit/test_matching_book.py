@@ -244,3 +244,30 @@ def test_book_agrees_with_a_naive_model(ops: list[tuple[object, ...]]) -> None:
             assert len(book) == len(naive.orders)
     finally:
         book_module._COMPACT_MIN = book_module_min
+
+
+def test_best_prices_follow_emptied_levels_and_compaction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The crossing test uses the cached best prices: they must follow a level that an exact
+    fill leaves empty, a level that matching deletes, a dead-only level and compaction."""
+    monkeypatch.setattr(book_module, "_COMPACT_MIN", 2)
+    book = _book((1, SELL, 100, 2, "a"), (2, SELL, 101, 3, "a"))
+    out: list[Fill[int]] = []
+    assert book.place(3, BUY, 100, 2, "x", True, out) == 0  # exact fill: level 100 left empty
+    assert out == [(1, 2)] and book.best(SELL) == 101 and book.depth(SELL) == [(101, 3, 1)]
+    out.clear()
+    assert book.place(4, BUY, 100, 1, "x", True, out) == 1 and out == []  # 100 is empty: rests
+    assert book.best(BUY) == 100 and book.best(SELL) == 101
+    out.clear()
+    assert book.place(5, SELL, 100, 1, "y", True, out) == 0 and out == [(4, 1)]
+    assert book.best(BUY) is None
+    assert book.place(6, SELL, 99, 1, "y", True, out) == 1  # no bids left: rests
+    assert book.best(SELL) == 99
+    book.add(7, BUY, 98, 1, "z")
+    assert book.remove(6) == 1 and book.remove(2) == 3  # the second cancel compacts
+    assert book.best(SELL) is None and _entries(book) == 1
+    out.clear()
+    assert book.place(8, BUY, 200, 1, "x", True, out) == 1 and out == []  # no asks: rests
+    assert book.best(BUY) == 200 and book.match(SELL, 199, 2, "y", True, out) == 1
+    assert out == [(8, 1)] and 8 not in book and book.best(BUY) == 98

@@ -9,9 +9,10 @@ BLAS limited to one thread (small problems; threads only contend), cmdstanpy qui
    the next 24 hours), median of R repeats, for the models as `forecast` runs them: Prophet
    (``domain.forecasting.prophet_model``: weekly, weekday and weekend daily profiles and the
    lagged regressors on asinh-scaled prices; also Prophet with the library's defaults) and
-   LEAR (`LearAverage`, the two members `forecast` runs, 1092-day window). References in the
-   same run: a design like Prophet's (linear trend and the same Fourier terms, no regressors)
-   solved as one ridge regression (scikit-learn ``Ridge``), and the seasonal naive forecast.
+   LEAR (`pipeline.lear_model`, the two members `forecast` runs, 1092-day window), GBM.
+   References in the same run: a design like Prophet's (linear trend and the same Fourier
+   terms, no regressors) solved as one ridge regression (scikit-learn ``Ridge``), and the
+   seasonal naive forecast.
    Plus one complete ``forecast`` call with the default options (every model, validation,
    ensemble): what the forecast processor spends per market and run.
 2. Errors on 2023: the rolling-origin day-ahead backtest of ``bess forecast backtest`` (every
@@ -38,9 +39,8 @@ import pandas as pd
 
 from domain.forecasting import ForecastOptions, backtest, forecast
 from domain.forecasting.hourly import hour_of, to_hourly
-from domain.forecasting.lear import LearAverage
 from domain.forecasting.naive import SeasonalNaive
-from domain.forecasting.pipeline import GBM_WINDOW_DAYS, gbm_model, lear_members, prophet_model
+from domain.forecasting.pipeline import GBM_WINDOW_DAYS, gbm_model, lear_model, prophet_model
 from infra.cli_forecast import AT_CSV, quiet_libraries, read_series, single_threaded_blas
 
 OUT = Path(__file__).resolve().parent / "out" / "forecasting.json"
@@ -105,8 +105,7 @@ def fit_times(prices: pd.Series, repeats: int) -> dict[str, Any]:
         return np.asarray(m.predict(future)["yhat"])
 
     def lear() -> np.ndarray:
-        return (LearAverage(TZ, lear_members(lear_days), holidays="AT").fit(lear_train)
-                .predict(lear_train, start, 24))
+        return lear_model(TZ, "AT", lear_days).fit(lear_train).predict(lear_train, start, 24)
 
     def gbm() -> np.ndarray:
         w = GBM_WINDOW_DAYS

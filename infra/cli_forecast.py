@@ -101,7 +101,7 @@ def backtest_command(
     start: Annotated[str | None, typer.Option(help="first evaluated day, YYYY-MM-DD")] = None,
     end: Annotated[str | None, typer.Option(help="last evaluated day, YYYY-MM-DD")] = None,
     models: Annotated[str | None, typer.Option(
-        help="comma-separated subset of profile,lear,gbm,prophet (seasonal_naive always "
+        help="comma-separated subset of profile,lear,gbm,mlp,prophet (seasonal_naive always "
              "runs); default: lear,gbm,prophet for price, profile,lear,prophet for load and "
              "PV")] = None,
     ensemble: Annotated[str, typer.Option(

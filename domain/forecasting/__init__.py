@@ -1,8 +1,8 @@
 """Forecasting: day-ahead price, site load and PV forecasts with quantiles. Pure: no I/O, no clock.
 
-`forecast` runs the history-based models (seasonal naive, profile, LEAR, GBM, Prophet) and their
-ensemble; `clear_sky_pv` forecasts PV from the sun's position; `backtest` scores the models
-rolling-origin on real data.
+`forecast` runs the history-based models (seasonal naive, profile, LEAR, GBM, Prophet; MLP on
+request) and their ensemble; `clear_sky_pv` forecasts PV from the sun's position; `backtest`
+scores the models rolling-origin on real data.
 """
 
 from domain.forecasting.backtest import BacktestResult, backtest, day_origins

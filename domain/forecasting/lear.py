@@ -22,11 +22,13 @@ scale-equivariant (prices a + b y give forecasts a + b f):
   crisis);
 - rolling (``norm_days=7``): each day's inputs and target are scaled by the median and
   1.4826 MAD of the 7 days before it (Uniejewski et al. 2018 use window-wide normalisation; a
-  per-day rolling one also adapts the asinh to the current volatility).
+  per-day rolling one also adapts the asinh to the current volatility). Both together: the
+  level is subtracted after the rolling scaling.
 
 `LearAverage` averages several LEARs (as the epftoolbox LEAR ensemble averages its four
 calibration windows 56/84/1092/1456 days); `forecast` runs one level and one rolling member,
-both on a 1092-day window (`pipeline.lear_members`). Public holidays (`holidays`, e.g. "AT")
+both on a 1092-day window and each hour's LASSO refitted by least squares on the inputs it
+selected (`pipeline.lear_model`; see "Refit" below). Public holidays (`holidays`, e.g. "AT")
 get the Sunday dummy.
 
 A forecast is clipped to the range of the (scaled) targets of the calibration window, widened
@@ -47,6 +49,24 @@ level and rolling on both 728 and 1092 days 0.588 (single members 728 days: leve
 rolling 0.620; dropped). BIC instead of AIC (0.665
 against 0.684 in the earlier single-window tuning: sparser models extrapolate less wildly).
 
+Refit (`Lear.refit`; issue 5, fourth round, same 122 origins of 2022, plus 2021 (every 3rd
+local midnight, 122 origins; shorter windows, the prices start in 2020) as a second check;
+pairs are level 1092 + rolling(7) 1092, "ensemble" the mean with GBM and Prophet, see
+`pipeline`): the LASSO shrinks the selected coefficients towards 0; refitting each hour's
+model by least squares on the inputs the LASSO selected (the relaxed LASSO of Meinshausen
+(2007), Computational Statistics & Data Analysis 52(1), with phi = 0; post-LASSO OLS of
+Belloni and Chernozhukov (2013), Bernoulli 19(2)) scored level 0.633, rolling 0.607, pair
+0.585 (2021: 0.691/0.726/0.692 against 0.697/0.742/0.707 without), ensemble **0.566**
+against 0.573 (2021: 0.675 against 0.688): chosen (``refit="ols"``, `pipeline.lear_model`;
+about 7 % more fit time). 2023, run once afterwards: the pair 0.627 (0.632 without refit).
+Tried and dropped: least absolute deviation on the selected inputs (the loss of the MAE; IRLS)
+0.621/0.611, pair 0.587, ensemble 0.573; the LASSO with the median residual as intercept
+0.608/0.618, pair 0.583, ensemble 0.571; half-relaxed (mean of the LASSO and the refit
+forecasts) pair 0.582, ensemble 0.568; the refit after AIC selection 0.722/0.612, ensemble
+0.569 (more inputs, more variance); all lags d-1..d-7 (`Lear.lags`, without refit)
+0.615/0.639, pair 0.598, ensemble 0.578; rolling(7) and level together
+(``level_days=1, norm_days=7``) 0.623, as a third member pair 0.593, ensemble 0.579.
+
 The model works on the local wall-clock grid (`hourly.to_local_grid`: 24 hours every local
 day; the spring gap filled from its neighbours, the doubled autumn hour averaged, and mapped
 back the same way), so hour 7 is always 07:00 local and d-7 is the same local hour a week
@@ -58,6 +78,7 @@ feeding the forecast back as lags.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,6 +91,8 @@ from domain.forecasting.hourly import Hourly, local_hours, local_weekday, to_loc
 LAGS_DAYS = (1, 2, 3, 7)
 MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
 Z_MARGIN = 0.5  # forecasts stay within the calibration window's range +- this (asinh units)
+REFITS = ("none", "median", "lad", "ols")  # `Lear.refit`, see `_refit`
+IRLS_STEPS = 30
 
 
 @dataclass(frozen=True)
@@ -95,10 +118,11 @@ class Scaler:
         return np.asarray(self.median + self.scale * np.sinh(z))
 
 
-def _lag_features(z: Hourly, block_starts: np.ndarray) -> np.ndarray:
-    """(blocks, 24 * len(LAGS_DAYS)) matrix: the 24 hours of each lagged day block."""
+def _lag_features(z: Hourly, block_starts: np.ndarray,
+                  lags: tuple[int, ...] = LAGS_DAYS) -> np.ndarray:
+    """(blocks, 24 * len(lags)) matrix: the 24 hours of each lagged day block."""
     offs = np.arange(24)
-    cols = [z.at(block_starts[:, None] - 24 * d + offs[None, :]) for d in LAGS_DAYS]
+    cols = [z.at(block_starts[:, None] - 24 * d + offs[None, :]) for d in lags]
     return np.concatenate(cols, axis=1)
 
 
@@ -143,13 +167,14 @@ def rolling_scale(raw: Hourly, starts: np.ndarray, fallback: Scaler,
 def _block_scale(raw: Hourly, starts: np.ndarray, scaler: Scaler, level_days: int,
                  norm_days: int) -> BlockScale:
     """The transform of each block: with `norm_days`, median and 1.4826 MAD of the raw values
-    of the `norm_days` days before the block; else the window's `scaler` minus the mean of the
+    of the `norm_days` days before the block, else the window's `scaler`; minus the mean of the
     scaled values of the `level_days` days before the block (0: no level)."""
     n = len(starts)
     if norm_days:
         med, mad = rolling_scale(raw, starts, scaler, norm_days)
-        return BlockScale(med, mad, np.zeros(n))
-    bs = BlockScale(np.full(n, scaler.median), np.full(n, scaler.scale), np.zeros(n))
+        bs = BlockScale(med, mad, np.zeros(n))
+    else:
+        bs = BlockScale(np.full(n, scaler.median), np.full(n, scaler.scale), np.zeros(n))
     if level_days == 0:
         return bs
     win = bs.scaled(raw.at(starts[:, None] - np.arange(1, 24 * level_days + 1)[None, :]))
@@ -163,7 +188,7 @@ def _impute(x: np.ndarray) -> np.ndarray:
     """Missing lag values: the mean of the same hour in the other lag days, else 0 (median)."""
     if np.isfinite(x).all():
         return x
-    blocks = x.reshape(x.shape[0], len(LAGS_DAYS), 24)
+    blocks = x.reshape(x.shape[0], x.shape[1] // 24, 24)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         fill = np.nanmean(blocks, axis=1, keepdims=True)
@@ -185,24 +210,37 @@ class LearFit:
     holidays: str | None = None
     level_days: int = 0
     norm_days: int = 0
+    lags: tuple[int, ...] = LAGS_DAYS
+
+    def _day(self, raw: Hourly, s: int) -> np.ndarray:
+        bs = _block_scale(raw, np.array([s]), self.scaler, self.level_days, self.norm_days)
+        x = _impute(bs.scaled(_lag_features(raw, np.array([s]), self.lags)) - bs.level[:, None])
+        d = _dummies(s + np.arange(24), self.holidays)
+        f = x.shape[1]
+        pred = self.coef[:, :f] @ x[0] + (self.coef[:, f:] * d).sum(axis=1) + self.intercept
+        pred = np.clip(pred + bs.level[0], *self.z_bounds)
+        return np.asarray(bs.inverse(pred[None, :])[0])
 
     def predict(self, known: Hourly, start: int, n: int) -> np.ndarray:
-        targets = local_hours(np.arange(start, start + n), self.tz)
-        block = int(targets[0]) - (int(targets[0]) - self.phase) % 24  # aligned, <= start
-        reach = 24 * (max(LAGS_DAYS) + max(self.level_days, self.norm_days) + 2)
-        raw = to_local_grid(known.until(start).since(start - reach), self.tz).until(block)
-        out: list[np.ndarray] = []
-        while block + 24 * len(out) <= targets[-1]:
-            s = block + 24 * len(out)
-            bs = _block_scale(raw, np.array([s]), self.scaler, self.level_days, self.norm_days)
-            x = _impute(bs.scaled(_lag_features(raw, np.array([s]))) - bs.level[:, None])
-            d = _dummies(s + np.arange(24), self.holidays)
-            f = x.shape[1]
-            pred = self.coef[:, :f] @ x[0] + (self.coef[:, f:] * d).sum(axis=1) + self.intercept
-            pred = np.clip(pred + bs.level[0], *self.z_bounds)
-            out.append(bs.inverse(pred[None, :])[0])
-            raw = raw.extended(s, out[-1])
-        return np.asarray(np.concatenate(out)[targets - block])
+        reach = max(self.lags) + max(self.level_days, self.norm_days) + 2
+        return recursive_days(known, start, n, self.tz, self.phase, reach, self._day)
+
+
+def recursive_days(known: Hourly, start: int, n: int, tz: str, phase: int, reach_days: int,
+                   day: Callable[[Hourly, int], np.ndarray]) -> np.ndarray:
+    """The `n` hours from `start` of a day-block model: `day(raw, s)` forecasts the 24 local
+    hours from local hour `s` (blocks start at `phase` modulo 24) from the local grid `raw` of
+    the `reach_days` days before; beyond the first block the forecasts are fed back as
+    history."""
+    targets = local_hours(np.arange(start, start + n), tz)
+    block = int(targets[0]) - (int(targets[0]) - phase) % 24  # aligned, <= start
+    raw = to_local_grid(known.until(start).since(start - 24 * reach_days), tz).until(block)
+    out: list[np.ndarray] = []
+    while block + 24 * len(out) <= targets[-1]:
+        s = block + 24 * len(out)
+        out.append(day(raw, s))
+        raw = raw.extended(s, out[-1])
+    return np.asarray(np.concatenate(out)[targets - block])
 
 
 @dataclass(frozen=True)
@@ -212,8 +250,9 @@ class Lear:
 
     `holidays`: country code whose public holidays get the Sunday dummy (None: none);
     `level_days`: subtract the mean of the transformed values of that many days before each
-    day (0: off); `norm_days`: instead scale each day by the median/MAD of that many days
-    before it (0: the window's median/MAD). See the module docstring."""
+    day (0: off); `norm_days`: scale each day by the median/MAD of that many days before it
+    (0: the window's median/MAD); `lags`: the lagged days used as inputs; `refit`: see
+    `_refit` (`REFITS`). See the module docstring."""
 
     tz: str
     window_days: int = 364
@@ -222,19 +261,27 @@ class Lear:
     holidays: str | None = None
     level_days: int = 0
     norm_days: int = 0
+    lags: tuple[int, ...] = LAGS_DAYS
+    refit: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.refit not in REFITS:
+            raise ValueError(f"unknown refit {self.refit!r}; known: {REFITS}")
+        if not self.lags or min(self.lags) < 1:
+            raise ValueError("lags must be whole days >= 1")
 
     def fit(self, train: Hourly) -> LearFit:
         raw = to_local_grid(train.since(train.end - 24 * self.window_days), self.tz)
-        if np.isfinite(raw.values).sum() < 24 * (max(LAGS_DAYS) + 2):
+        if np.isfinite(raw.values).sum() < 24 * (max(self.lags) + 2):
             raise ValueError("lear needs at least 9 days of history")
         end = raw.end
         scaler = Scaler.of(raw.values)
-        n_blocks = (end - raw.start) // 24 - max(LAGS_DAYS)
+        n_blocks = (end - raw.start) // 24 - max(self.lags)
         if n_blocks < 2:
             raise ValueError("lear needs at least 9 days of history")
         starts = end - 24 * np.arange(n_blocks, 0, -1)
         bs = _block_scale(raw, starts, scaler, self.level_days, self.norm_days)
-        x = bs.scaled(_lag_features(raw, starts)) - bs.level[:, None]
+        x = bs.scaled(_lag_features(raw, starts, self.lags)) - bs.level[:, None]
         y_scaled = bs.scaled(raw.at(starts[:, None] + np.arange(24)[None, :]))
         y = y_scaled - bs.level[:, None]
         n_feat = x.shape[1] + 7
@@ -245,10 +292,11 @@ class Lear:
             rows = np.isfinite(x).all(axis=1) & np.isfinite(y[:, h])
             xh = np.concatenate([x[rows], _dummies(starts[rows] + h, self.holidays)], axis=1)
             coef[h], intercept[h] = _lasso_ic(xh, y[rows, h], noise[h], self.criterion)
+            coef[h], intercept[h] = _refit(xh, y[rows, h], coef[h], intercept[h], self.refit)
         seen = y_scaled[np.isfinite(y_scaled)]
         bounds = (float(seen.min()) - Z_MARGIN, float(seen.max()) + Z_MARGIN)
         return LearFit(scaler, coef, intercept, int(end % 24), self.tz, bounds, self.holidays,
-                       self.level_days, self.norm_days)
+                       self.level_days, self.norm_days, self.lags)
 
 
 def _noise_variances(x: np.ndarray, y: np.ndarray, dummies: np.ndarray) -> np.ndarray:
@@ -283,6 +331,36 @@ def _lasso_ic(x: np.ndarray, y: np.ndarray, noise: float,
     return np.asarray(ic.coef_, dtype=np.float64), float(ic.intercept_)
 
 
+def _refit(x: np.ndarray, y: np.ndarray, coef: np.ndarray, intercept: float,
+           how: str) -> tuple[np.ndarray, float]:
+    """Refit of the LASSO solution (`coef`, `intercept`) of one hour: "none" keeps it;
+    "median" shifts the intercept by the median residual (the L1-optimal constant); "lad"
+    refits the coefficients of the selected inputs (and the intercept) without penalty to the
+    least absolute deviation, "ols" to least squares (the relaxed LASSO with phi = 0 of
+    Meinshausen (2007); post-LASSO OLS of Belloni and Chernozhukov (2013), Bernoulli 19(2))."""
+    if how == "none" or len(y) < 3:
+        return coef, intercept
+    if how == "median":
+        return coef, intercept + float(np.median(y - x @ coef - intercept))
+    support = np.flatnonzero(coef)
+    a = np.concatenate([x[:, support], np.ones((len(y), 1))], axis=1)
+    beta = np.linalg.lstsq(a, y, rcond=None)[0]
+    if how == "lad":
+        beta = _lad_irls(a, y, beta)
+    out = np.zeros_like(coef)
+    out[support] = beta[:-1]
+    return out, float(beta[-1])
+
+
+def _lad_irls(a: np.ndarray, y: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """Least absolute deviation by iteratively reweighted least squares (Schlossmacher
+    (1973), JASA 68: weights 1 / |residual|, floored), from the least-squares `beta`."""
+    floor = 1e-4 * max(float(np.median(np.abs(y - np.median(y)))), 1e-6)
+    for _ in range(IRLS_STEPS):
+        w = 1.0 / np.sqrt(np.maximum(np.abs(y - a @ beta), floor))
+        beta = np.linalg.lstsq(a * w[:, None], y * w, rcond=None)[0]
+    return np.asarray(beta)
+
 
 @dataclass(frozen=True)
 class LearAverageFit:
@@ -306,6 +384,7 @@ class LearAverage:
     holidays: str | None = None
     criterion: str = "bic"
     name: str = "lear"
+    refit: str = "none"
 
     @property
     def window_days(self) -> int:
@@ -314,4 +393,4 @@ class LearAverage:
     def fit(self, train: Hourly) -> LearAverageFit:
         return LearAverageFit(tuple(
             Lear(self.tz, w, self.criterion, holidays=self.holidays, level_days=lv,
-                 norm_days=nd).fit(train) for w, lv, nd in self.members))
+                 norm_days=nd, refit=self.refit).fit(train) for w, lv, nd in self.members))

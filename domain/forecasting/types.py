@@ -10,7 +10,7 @@ import pandas as pd
 
 QUANTITIES: tuple[str, ...] = ("price", "load", "pv")
 UNITS: dict[str, str] = {"price": "EUR/MWh", "load": "kW", "pv": "kW"}
-MODELS: tuple[str, ...] = ("seasonal_naive", "profile", "lear", "gbm", "prophet")
+MODELS: tuple[str, ...] = ("seasonal_naive", "profile", "lear", "gbm", "mlp", "prophet")
 """The history-based models `forecast` knows, in the order they run (the ensemble comes last)."""
 ENSEMBLE_RULES: tuple[str, ...] = ("mean", "inverse_mae")
 """How `forecast` combines the models into "ensemble" (`ForecastOptions.ensemble`)."""
@@ -95,15 +95,17 @@ class ForecastOptions:
 
     - `horizon_s`, `step_s`: the output grid, ``horizon_s // step_s`` steps from the origin.
     - `training_days`: history window of seasonal_naive, profile and prophet.
-    - `lear_training_days`: calibration window of both lear members (longer: each estimates
-      103 coefficients per hour of the day; Lago et al. 2021 use 56 to 1456 days; 1092 chosen
-      on 2022, see `domain.forecasting.lear`). Shorter histories are used as they are.
+    - `lear_training_days`: calibration window of both lear members and of mlp (longer: each
+      lear member estimates 103 coefficients per hour of the day; Lago et al. 2021 use 56 to
+      1456 days; 1092 chosen on 2022, see `domain.forecasting.lear`). Shorter histories are
+      used as they are.
     - `validation_days`: the last days before the origin on which every model is scored
       day-ahead (fitted on the history before them) for the ensemble weights and the P10/P90
       residual quantiles; 0 switches validation off (equal weights, in-sample residuals).
     - `prophet`: False skips Prophet (fast path). `models`: which of `MODELS` to run (None:
-      lear, gbm and prophet for price, profile, lear and prophet for load and pv;
-      seasonal_naive always runs). gbm uses a window of min(728, `lear_training_days`) days.
+      lear, gbm and prophet for price, profile, lear and prophet for load and pv; mlp only
+      when named; seasonal_naive always runs). gbm uses a window of min(728,
+      `lear_training_days`) days.
     - `min_history_days`: below this many days with data only seasonal_naive is produced.
     - `timezone`: the local time of day and weekday used by the naive rule, the weekday
       dummies and Prophet's seasonalities (a market's or site's local time).
@@ -146,7 +148,7 @@ class ForecastOptions:
     def history_days(self) -> int:
         """Days of history `forecast` can use (pass at least this many for full quality)."""
         models = set(MODELS if self.models is None else self.models)
-        lear = self.lear_training_days if "lear" in models else 0
+        lear = self.lear_training_days if models & {"lear", "gbm", "mlp"} else 0
         return max(self.training_days, lear) + self.validation_days + 8
 
 

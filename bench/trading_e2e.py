@@ -82,7 +82,7 @@ from schemas.catalog import (
 from schemas.envelope import encode, headers, new_envelope
 from schemas.telemetry import TelemetryReceived
 from schemas.trading import Side, SubmitOrder
-from streams.runtime import FETCH_MAX_WAIT_MS, MAX_BATCH_BYTES
+from streams.runtime import FETCH_MAX_WAIT_MS, transactional_producer
 
 OUT = Path(__file__).resolve().parent / "out" / "trading_e2e.json"
 SOURCE = "bench.trading-e2e"
@@ -424,10 +424,7 @@ async def eos_hop(bootstrap: str, src: str, dst: str, group: str) -> None:
     async def copy(tp: TopicPartition, msgs: list[Any]) -> None:
         producer = producers.get(tp.partition)
         if producer is None:
-            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
-                                        transactional_id=f"{group}-{tp.partition}",
-                                        linger_ms=5, retry_backoff_ms=5,
-                                        max_batch_size=MAX_BATCH_BYTES)
+            producer = transactional_producer(bootstrap, f"{group}-{tp.partition}")
             await producer.start()
             producers[tp.partition] = producer
         async with producer.transaction():
@@ -467,7 +464,7 @@ async def eos_floor(ctx: Ctx, rate: int, seconds: float) -> dict[str, Any]:
                 now = time.perf_counter()
                 seen.extend(now - sent[m.value] for m in msgs)
 
-    async def send(count: int, slot_s: float) -> float:
+    async def send(count: int, slot_s: float = 0.01) -> float:
         per_slot = max(1, round(rate * slot_s))
         t0 = time.perf_counter()
         futs = []
@@ -487,12 +484,12 @@ async def eos_floor(ctx: Ctx, rate: int, seconds: float) -> dict[str, Any]:
             hop.start()
         warm = 300  # group joins, producer ids, first transactions
         reading = asyncio.ensure_future(read(warm))
-        await send(warm, 0.01)
+        await send(warm)
         await asyncio.wait_for(reading, 180)
         seen.clear()
         count = max(1, int(rate * seconds))
         reading = asyncio.ensure_future(read(count))
-        achieved = await send(count, 0.01)
+        achieved = await send(count)
         await asyncio.wait_for(reading, 60)
     finally:
         await reader.stop()
@@ -545,7 +542,7 @@ def table(res: dict[str, Any]) -> str:
                  f"{'yes' if ok else '**no**'} |")
     floor = res.get("eos_floor", {"error": "not run"})
     lines.append(f"| Floor: two bare exactly-once hops (no decoding, no processing) at "
-                 f"{rate_of(floor, lat)} rec/s | " + (
+                 f"{lat['target_rate']:,} rec/s | " + (
                      f"error: {floor['error'].splitlines()[0]}" if "error" in floor else
                      f"p50 {floor['p50_ms']:.1f} / p99 {floor['p99_ms']:.1f} / max "
                      f"{floor['max_ms']:.1f} ms") + " | | | (reference) | |")
@@ -555,10 +552,6 @@ def table(res: dict[str, Any]) -> str:
                  f"backlog latency p50 {t['backlog_latency_p50_ms']:.0f} / p99 "
                  f"{t['backlog_latency_p99_ms']:.0f} ms; warm-up {res['warmup_s']:.1f} s")
     return "\n".join(lines)
-
-
-def rate_of(floor: dict[str, Any], lat: dict[str, Any]) -> str:
-    return f"{floor.get('target_rate', lat['target_rate']):,}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -136,6 +136,15 @@ async def stored_offsets(
     return {(r["topic"], r["partition"]): r["offset"] for r in await conn.fetch(sql, name)}
 
 
+def projection_consumer(bootstrap: str) -> AIOKafkaConsumer:
+    """The (unstarted) consumer of a runner: read_committed, no group (partitions are assigned
+    explicitly), large fetches for 10 000-message batches."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+        isolation_level="read_committed", auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024)
+
+
 class ProjectionRunner:
     """Runs one projection: consume, decode, apply + track offsets in one transaction."""
 
@@ -159,10 +168,7 @@ class ProjectionRunner:
         self._conn = await asyncpg.connect(self.dsn)
         await migrate(self._conn, self.projection, self.schema, self.tracking_name)
         await self.projection.prepare(self._conn, self.schema)
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-            isolation_level="read_committed", auto_offset_reset="earliest",
-            max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024)
+        self._consumer = projection_consumer(self.bootstrap)
         await self._consumer.start()
         parts = await partitions_of(self._consumer, self.projection.topics)
         if len({tp.topic for tp in parts}) != len(self.projection.topics):

@@ -128,6 +128,20 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.runtime._assign({tp.partition for tp in assigned})
 
 
+def transactional_producer(bootstrap: str, transactional_id: str, *, linger_ms: int = 5,
+                           max_batch_bytes: int = MAX_BATCH_BYTES) -> AIOKafkaProducer:
+    """The (unstarted) producer of one input partition's transactions."""
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=transactional_id,
+                            enable_idempotence=True, linger_ms=linger_ms,
+                            # the next batch's AddOffsetsToTxn/EndTxn often meets
+                            # CONCURRENT_TRANSACTIONS (markers of the last commit still being
+                            # written); aiokafka's 100 ms default retry backoff then dominated
+                            # order-to-trade latency. Back-to-back transactions on the embedded
+                            # broker: median 35 ms each at 20 ms backoff, 13 ms at 5 ms;
+                            # bench.trading_e2e p50 ~250 -> ~205 ms
+                            retry_backoff_ms=5, max_batch_size=max_batch_bytes)
+
+
 class Runtime:
     """Runs one `Processor` exactly-once against `bootstrap`."""
 
@@ -190,18 +204,9 @@ class Runtime:
         for p in sorted(partitions):
             if p in self.producers:
                 continue
-            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap,
-                                        transactional_id=f"{self.group}-{p}",
-                                        enable_idempotence=True, linger_ms=self.linger_ms,
-                                        # the next batch's AddOffsetsToTxn/EndTxn often meets
-                                        # CONCURRENT_TRANSACTIONS (markers of the last commit
-                                        # still being written); aiokafka's 100 ms default
-                                        # retry backoff then dominated order-to-trade latency.
-                                        # Back-to-back transactions on the embedded broker:
-                                        # median 35 ms each at 20 ms backoff, 13 ms at 5 ms;
-                                        # bench.trading_e2e p50 ~250 -> ~205 ms
-                                        retry_backoff_ms=5,
-                                        max_batch_size=self.max_batch_bytes)
+            producer = transactional_producer(self.bootstrap, f"{self.group}-{p}",
+                                              linger_ms=self.linger_ms,
+                                              max_batch_bytes=self.max_batch_bytes)
             await producer.start()  # init_transactions: fences a zombie with the same id
             # restore BEFORE publishing the producer: the loop processes a partition as soon as
             # it has a producer, and must never see a half-restored state

@@ -14,12 +14,14 @@ from domain.forecasting import ForecastOptions, forecast
 from domain.forecasting.hourly import Hourly, hour_of, to_hourly
 from domain.forecasting.lear import Lear, LearAverage, _refit
 from domain.forecasting.mlp import Mlp
-from domain.forecasting.naive import SeasonalNaive
 from domain.forecasting.pipeline import lear_members
-from infra.settings import PROJECT_ROOT
-
-AT_CSV = PROJECT_ROOT / "data" / "at_hourly_2015_2023.csv"
-VIENNA = "Europe/Vienna"
+from tests.unit.forecast_checks import (
+    VIENNA,
+    assert_beats_the_naive_and_is_deterministic,
+    assert_sees_nothing_after_the_origin_and_feeds_back,
+    at_prices,
+    wednesday_origin,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -30,41 +32,18 @@ def _one_blas_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def prices() -> pd.Series:
-    frame = pd.read_csv(AT_CSV, usecols=["timestamp_utc", "price_eur_mwh"])
-    index = pd.DatetimeIndex(pd.to_datetime(frame["timestamp_utc"], utc=True))
-    return pd.Series(frame["price_eur_mwh"].to_numpy(dtype=float), index=index).dropna()
+    return at_prices()
 
 
 def test_mlp_beats_the_naive_and_is_deterministic(prices: pd.Series) -> None:
-    model = Mlp(VIENNA, 364, holidays="AT")
-    errors, naive_errors = [], []
-    first = None
-    for k in range(0, 28, 4):  # seven local midnights, every weekday once
-        origin = pd.Timestamp(datetime(2023, 3, 1)).tz_localize(VIENNA) + pd.Timedelta(days=k)
-        start = hour_of(origin.tz_convert(UTC))
-        hourly = to_hourly(prices, start).since(start - 24 * 380)
-        pred = model.fit(hourly).predict(hourly, start, 24)
-        actual = to_hourly(prices, start + 24).at(np.arange(start, start + 24))
-        naive = SeasonalNaive("price", VIENNA).predict(hourly, start, 24)
-        assert pred.shape == (24,) and np.isfinite(pred).all()
-        errors.append(np.abs(actual - pred).mean())
-        naive_errors.append(np.abs(actual - naive).mean())
-        if first is None:
-            first = (hourly, start, pred)
-    assert np.mean(errors) < 0.9 * np.mean(naive_errors)
-    hourly, start, pred = first
-    np.testing.assert_array_equal(model.fit(hourly).predict(hourly, start, 24), pred)
+    assert_beats_the_naive_and_is_deterministic(Mlp(VIENNA, 364, holidays="AT"), prices)
 
 
 def test_mlp_sees_nothing_after_the_origin_and_feeds_back(prices: pd.Series) -> None:
-    start = hour_of(pd.Timestamp("2023-05-09 22:00", tz=UTC))  # Wednesday local midnight
+    start = wednesday_origin()
     hourly = to_hourly(prices, start + 24 * 5).since(start - 24 * 200)
     fit = Mlp(VIENNA, 180, holidays="AT", max_iter=50).fit(hourly.until(start))
-    two_days = fit.predict(hourly, start, 48)
-    changed = hourly.until(start).extended(start, hourly.values[start - hourly.start:] * 5 + 99)
-    np.testing.assert_array_equal(fit.predict(changed, start, 48), two_days)
-    np.testing.assert_array_equal(fit.predict(hourly, start, 24), two_days[:24])
-    assert np.ptp(two_days[24:]) > 1.0  # the second day is a forecast of its own, not flat
+    assert_sees_nothing_after_the_origin_and_feeds_back(fit, hourly, start)
 
 
 def test_mlp_is_translation_and_scale_equivariant(prices: pd.Series) -> None:

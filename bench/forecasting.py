@@ -17,7 +17,9 @@ BLAS limited to one thread (small problems; threads only contend), cmdstanpy qui
    ensemble): what the forecast processor spends per market and run.
 2. Errors on 2023: the rolling-origin day-ahead backtest of ``bess forecast backtest`` (every
    N-th day; default every day, ~12 min on 2 shared cores): MAE and rMAE (MAE / MAE of the seasonal
-   naive on the same hours) per model.
+   naive on the same hours) per model. Beside them a ceiling for any weighting of the members:
+   `backtest.hindsight_mix`, the weights (and intercept) with the least MAE on the 2023 hours
+   themselves, chosen knowing the actuals.
 
 Output: a markdown table on stdout and everything measured in ``bench/out/forecasting.json``.
 """
@@ -38,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from domain.forecasting import ForecastOptions, backtest, forecast
+from domain.forecasting.backtest import hindsight_mix
 from domain.forecasting.hourly import hour_of, to_hourly
 from domain.forecasting.naive import SeasonalNaive
 from domain.forecasting.pipeline import GBM_WINDOW_DAYS, gbm_model, lear_model, prophet_model
@@ -130,8 +133,12 @@ def errors(prices: pd.Series, every: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     result = backtest(prices, quantity="price", unit="EUR/MWh", start=date(2023, 1, 1),
                       end=date(2023, 12, 31), every=every, options=ForecastOptions())
-    return {"every": every, "origins": result.origins, "seconds": time.perf_counter() - t0,
-            "scores": {m: vars(s) for m, s in result.scores.items()}}
+    seconds = time.perf_counter() - t0
+    mix = hindsight_mix(result.frame, [m for m in result.scores if m != "ensemble"])
+    return {"every": every, "origins": result.origins, "seconds": seconds,
+            "scores": {m: vars(s) for m, s in result.scores.items()},
+            "hindsight_mix": {"weights": mix.weights, "intercept": mix.intercept,
+                              "scores": vars(mix.scores)}}
 
 
 def table(fit: dict[str, Any], err: dict[str, Any]) -> str:
@@ -145,6 +152,9 @@ def table(fit: dict[str, Any], err: dict[str, Any]) -> str:
         return "met" if ok else "**missed**"
 
     best_ok = scores[best]["rmae"] <= 0.6
+    mix = err["hindsight_mix"]
+    mix_text = ", ".join(f"{w:.2f} {m}" for m, w in mix["weights"].items() if w >= 0.005)
+    mix_text += f", {mix['intercept']:+.1f} EUR/MWh"
     rows = [
         "| measurement | system | reference (same run) | ratio | target |",
         "| --- | --- | --- | --- | --- |",
@@ -165,6 +175,9 @@ def table(fit: dict[str, Any], err: dict[str, Any]) -> str:
         f"<= 0.75: {verdict(p <= 0.75)} |",
         f"| rMAE 2023, best model ({best}) | {scores[best]['rmae']:.3f} | "
         f"MAE {scores[best]['mae']:.2f} EUR/MWh | | <= 0.6: {verdict(best_ok)} |",
+        f"| ceiling: rMAE 2023 of the members' best weighted mix, weights fitted on 2023 "
+        f"itself (hindsight, not a forecast: {mix_text}) | {mix['scores']['rmae']:.3f} | "
+        f"MAE {mix['scores']['mae']:.2f} EUR/MWh | | |",
     ]
     detail = ["", f"2023 backtest: {err['origins']} day-ahead origins (every {err['every']}. day), "
               f"{err['seconds']:.0f} s", "", "| model | MAE | RMSE | sMAPE % | rMAE |",

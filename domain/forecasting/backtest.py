@@ -16,6 +16,8 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
+from scipy.optimize import linprog
 
 from domain.forecasting.hourly import HOUR_S
 from domain.forecasting.metrics import Scores, score
@@ -82,3 +84,53 @@ def backtest(series: pd.Series, *, quantity: str, unit: str, start: date, end: d
                        frame[f"{m}_p90"].to_numpy())
               for m in models if frame[m].notna().any()}
     return BacktestResult(quantity=quantity, origins=len(rows), scores=scores, frame=frame)
+
+
+@dataclass(frozen=True)
+class HindsightMix:
+    """The MAE-optimal combination of members on the evaluated hours themselves: a ceiling for
+    any weighting of these members, not a forecast (it uses the actuals it is scored on).
+
+    `weights`: member -> weight (>= 0, not forced to sum to 1); `intercept` in the series'
+    unit (EUR/MWh for prices); `scores` as for the models (rMAE against the seasonal naive)."""
+
+    weights: dict[str, float]
+    intercept: float
+    scores: Scores
+
+
+def hindsight_mix(frame: pd.DataFrame, members: list[str]) -> HindsightMix:
+    """Least-absolute-deviation fit of ``actual ~ intercept + sum_m w_m * member_m`` (w >= 0) on
+    the hours where the actual, the seasonal naive and every member are finite, solved as a
+    linear programme with HiGHS: minimise mean(u+ + u-) subject to
+    ``X w + b + u+ - u- = actual`` (the standard LP form of LAD regression, e.g. Koenker (2005),
+    Quantile Regression, section 6.2). Every member alone (w = 1) and every weighted mean,
+    e.g. the ensemble's, are feasible, so its MAE is at most theirs.
+
+    `frame`: `BacktestResult.frame`; `members`: its model columns. Raises ValueError for no
+    member, an unknown column, no usable hour or a failed solve."""
+    if not members:
+        raise ValueError("hindsight_mix needs at least one member")
+    missing = [m for m in members if m not in frame.columns]
+    if missing:
+        raise ValueError(f"unknown members {missing}")
+    actual = frame["actual"].to_numpy(dtype=np.float64)
+    naive = frame["seasonal_naive"].to_numpy(dtype=np.float64)
+    x = frame[members].to_numpy(dtype=np.float64)
+    ok = np.isfinite(actual) & np.isfinite(naive) & np.isfinite(x).all(axis=1)
+    if not ok.any():
+        raise ValueError("no hour with an actual value and every member")
+    x, y = x[ok], actual[ok]
+    n, k = x.shape
+    eye = sparse.identity(n, format="csr")
+    a_eq = sparse.hstack([sparse.csr_matrix(x), sparse.csr_matrix(np.ones((n, 1))), eye, -eye])
+    cost = np.concatenate([np.zeros(k + 1), np.full(2 * n, 1.0 / n)])
+    bounds = [(0.0, None)] * k + [(None, None)] + [(0.0, None)] * (2 * n)
+    res = linprog(cost, A_eq=a_eq.tocsr(), b_eq=y, bounds=bounds, method="highs")
+    if res.status != 0:
+        raise ValueError(f"hindsight mix: the LP solve failed: {res.message}")
+    w, b = res.x[:k], float(res.x[k])
+    pred = np.full(len(actual), np.nan)
+    pred[ok] = x @ w + b
+    return HindsightMix(weights=dict(zip(members, (float(v) for v in w), strict=True)),
+                        intercept=b, scores=score(actual, pred, naive))

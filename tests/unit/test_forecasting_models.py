@@ -13,6 +13,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from domain.forecasting import ForecastOptions, backtest, clear_sky_pv, forecast, score
+from domain.forecasting.backtest import hindsight_mix
 from domain.forecasting.metrics import mae, rmse, smape
 from infra.settings import PROJECT_ROOT
 
@@ -85,6 +86,12 @@ def test_lear_beats_the_naive_on_2023_prices(prices: pd.Series) -> None:
     assert result.origins == 20  # every weekday, all seasons
     assert result.scores["lear"].rmae < 0.85
     assert result.scores["seasonal_naive"].rmae == 1.0
+    # the hindsight mix is a ceiling: at most the MAE of each member and of their mean
+    mix = hindsight_mix(result.frame, ["seasonal_naive", "lear"])
+    mean = (result.frame["seasonal_naive"] + result.frame["lear"]) / 2
+    assert mix.scores.mae <= result.scores["lear"].mae + 1e-6
+    assert mix.scores.mae <= (result.frame["actual"] - mean).abs().mean() + 1e-6
+    assert mix.scores.n == result.scores["lear"].n and mix.weights["lear"] > 0.5
 
 
 # --- clear-sky PV ---------------------------------------------------------------------------
@@ -181,6 +188,23 @@ def test_backtest_skips_missing_days(prices: pd.Series) -> None:
     assert r.origins == 2 and len(r.frame) == 48
 
 
+def test_hindsight_mix_recovers_a_known_mix() -> None:
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(50, 20, 500), rng.normal(80, 30, 500)
+    actual = 0.3 * a + 0.7 * b + 2.0
+    actual[::50] += rng.normal(0, 40, 10)  # outliers: LAD keeps the mix, least squares would not
+    frame = pd.DataFrame({"actual": actual, "seasonal_naive": a + 5, "a": a, "b": b})
+    frame.loc[3, "b"] = np.nan  # an hour without every member is left out
+    mix = hindsight_mix(frame, ["a", "b"])
+    assert mix.weights == pytest.approx({"a": 0.3, "b": 0.7}, abs=1e-6)
+    assert mix.intercept == pytest.approx(2.0, abs=1e-5)
+    assert mix.scores.n == 499
+    with pytest.raises(ValueError, match="unknown members"):
+        hindsight_mix(frame, ["a", "c"])
+    with pytest.raises(ValueError, match="at least one member"):
+        hindsight_mix(frame, [])
+
+
 def test_backtest_command_prints_the_table() -> None:
     from typer.testing import CliRunner
 
@@ -191,3 +215,4 @@ def test_backtest_command_prints_the_table() -> None:
     assert result.exit_code == 0, result.output
     assert "2 day-ahead origins at local midnight (Europe/Vienna)" in result.output
     assert "| seasonal_naive | 47 |" in result.output and "| 1.000 |" in result.output
+    assert "Ceiling for any weighting of the members: rMAE " in result.output

@@ -134,11 +134,11 @@ def errors(prices: pd.Series, every: int) -> dict[str, Any]:
     result = backtest(prices, quantity="price", unit="EUR/MWh", start=date(2023, 1, 1),
                       end=date(2023, 12, 31), every=every, options=ForecastOptions())
     seconds = time.perf_counter() - t0
-    mix = hindsight_mix(result.frame, [m for m in result.scores if m != "ensemble"])
+    mix = hindsight_mix(result.frame, result.members)
     return {"every": every, "origins": result.origins, "seconds": seconds,
             "scores": {m: vars(s) for m, s in result.scores.items()},
             "hindsight_mix": {"weights": mix.weights, "intercept": mix.intercept,
-                              "scores": vars(mix.scores)}}
+                              "text": mix.describe("EUR/MWh"), "scores": vars(mix.scores)}}
 
 
 def table(fit: dict[str, Any], err: dict[str, Any]) -> str:
@@ -153,8 +153,6 @@ def table(fit: dict[str, Any], err: dict[str, Any]) -> str:
 
     best_ok = scores[best]["rmae"] <= 0.6
     mix = err["hindsight_mix"]
-    mix_text = ", ".join(f"{w:.2f} {m}" for m, w in mix["weights"].items() if w >= 0.005)
-    mix_text += f", {mix['intercept']:+.1f} EUR/MWh"
     rows = [
         "| measurement | system | reference (same run) | ratio | target |",
         "| --- | --- | --- | --- | --- |",
@@ -176,7 +174,7 @@ def table(fit: dict[str, Any], err: dict[str, Any]) -> str:
         f"| rMAE 2023, best model ({best}) | {scores[best]['rmae']:.3f} | "
         f"MAE {scores[best]['mae']:.2f} EUR/MWh | | <= 0.6: {verdict(best_ok)} |",
         f"| ceiling: rMAE 2023 of the members' best weighted mix, weights fitted on 2023 "
-        f"itself (hindsight, not a forecast: {mix_text}) | {mix['scores']['rmae']:.3f} | "
+        f"itself (hindsight, not a forecast: {mix['text']}) | {mix['scores']['rmae']:.3f} | "
         f"MAE {mix['scores']['mae']:.2f} EUR/MWh | | |",
     ]
     detail = ["", f"2023 backtest: {err['origins']} day-ahead origins (every {err['every']}. day), "

@@ -151,12 +151,10 @@ def backtest_command(
                f"{elapsed:.0f} s")
     typer.echo(scores_table(dict(result.scores), ds.unit))
     typer.echo("rMAE = MAE / MAE of seasonal_naive on the same hours (< 1: better than naive).")
-    mix = hindsight_mix(result.frame, [m for m in result.scores if m != "ensemble"])
-    weights = ", ".join(f"{w:.2f} {m}" for m, w in mix.weights.items() if w >= 0.005)
+    mix = hindsight_mix(result.frame, result.members)
     typer.echo(f"Ceiling for any weighting of the members: rMAE {mix.scores.rmae:.3f} "
-               f"(MAE {mix.scores.mae:.2f} {ds.unit}) with {weights}, intercept "
-               f"{mix.intercept:+.2f} {ds.unit}, fitted on these hours' actuals (hindsight, not "
-               f"a forecast).")
+               f"(MAE {mix.scores.mae:.2f} {ds.unit}) with {mix.describe(ds.unit)}, fitted on "
+               f"these hours' actuals (hindsight, not a forecast).")
     if output is not None:
         result.frame.to_csv(output, index_label="timestamp_utc")
         typer.echo(f"hourly forecasts: {output}")

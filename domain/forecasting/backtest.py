@@ -38,6 +38,11 @@ class BacktestResult:
     scores: dict[str, Scores]
     frame: pd.DataFrame
 
+    @property
+    def members(self) -> list[str]:
+        """The scored models other than the ensemble (which is a weighting of them)."""
+        return [m for m in self.scores if m != "ensemble"]
+
 
 def day_origins(start: date, end: date, tz: str, every: int = 1) -> list[pd.Timestamp]:
     """Local midnights (as UTC) of every `every`-th day from `start` to `end`, inclusive."""
@@ -98,6 +103,12 @@ class HindsightMix:
     intercept: float
     scores: Scores
 
+    def describe(self, unit: str) -> str:
+        """The weights of at least 0.005 and the intercept, e.g. "0.70 lear, 0.13 prophet,
+        intercept +4.60 EUR/MWh"."""
+        parts = [f"{w:.2f} {m}" for m, w in self.weights.items() if w >= 0.005]
+        return ", ".join([*parts, f"intercept {self.intercept:+.2f} {unit}"])
+
 
 def hindsight_mix(frame: pd.DataFrame, members: list[str]) -> HindsightMix:
     """Least-absolute-deviation fit of ``actual ~ intercept + sum_m w_m * member_m`` (w >= 0) on
@@ -123,10 +134,11 @@ def hindsight_mix(frame: pd.DataFrame, members: list[str]) -> HindsightMix:
     x, y = x[ok], actual[ok]
     n, k = x.shape
     eye = sparse.identity(n, format="csr")
-    a_eq = sparse.hstack([sparse.csr_matrix(x), sparse.csr_matrix(np.ones((n, 1))), eye, -eye])
+    a_eq = sparse.hstack([sparse.csr_matrix(x), sparse.csr_matrix(np.ones((n, 1))), eye, -eye],
+                         format="csr")
     cost = np.concatenate([np.zeros(k + 1), np.full(2 * n, 1.0 / n)])
     bounds = [(0.0, None)] * k + [(None, None)] + [(0.0, None)] * (2 * n)
-    res = linprog(cost, A_eq=a_eq.tocsr(), b_eq=y, bounds=bounds, method="highs")
+    res = linprog(cost, A_eq=a_eq, b_eq=y, bounds=bounds, method="highs")
     if res.status != 0:
         raise ValueError(f"hindsight mix: the LP solve failed: {res.message}")
     w, b = res.x[:k], float(res.x[k])
